@@ -1,0 +1,1 @@
+"""Compilers from the one network + rule description to other systems (Lava, NIR, Brian2)."""

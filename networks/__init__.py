@@ -1,0 +1,1 @@
+"""Ready networks built only from :mod:`neuro` parts."""

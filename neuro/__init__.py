@@ -1,0 +1,42 @@
+"""neuro: spiking networks with local plasticity rules written once.
+
+The public API: build a :class:`Network`, attach :class:`LearningRule` s written
+with the rule variables (``x0, y0, u, x1, x2, y1, y2, y3, w, t, d``), simulate
+with :class:`Simulator` (torch/Norse), save with :func:`save` / :func:`load`.
+"""
+from neuro.encoders import LatencyEncoder, PoissonEncoder
+from neuro.engine import Recording, Simulator
+from neuro.expr import (
+    Const,
+    Expr,
+    Op,
+    Param,
+    RuleError,
+    Var,
+    abs_,
+    clamp,
+    d,
+    exp,
+    expr_from_data,
+    maximum,
+    minimum,
+    relu,
+    sign,
+    softmax,
+    t,
+    u,
+    w,
+    x0,
+    x1,
+    x2,
+    y0,
+    y1,
+    y2,
+    y3,
+)
+from neuro.graph import InputPopulation, Network, Population, Projection
+from neuro.neurons import IAF, LIF
+from neuro.rule import LearningRule, Term, Trace, expand_terms
+from neuro import standard_rules
+
+__version__ = "0.1.0"

@@ -1,0 +1,79 @@
+"""Encoders: turn values in [0, 1] (image pixels, rates) into spikes, one step at a time.
+
+An input population with an encoder receives values of shape ``(R, N)`` or
+``(N,)`` for a presentation and emits spikes every step; randomness comes from
+the simulator's seeded generator so runs are reproducible and resumable.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional, Union
+
+import torch
+from norse.torch.functional.encode import poisson_encode_step
+
+
+@dataclass(frozen=True)
+class PoissonEncoder:
+    """Independent Bernoulli spikes per step with probability ``value * max_rate * dt``.
+
+    Parameters:
+        max_rate: firing rate in Hz of an input with value 1.
+    """
+
+    max_rate: float = 100.0
+
+    def __post_init__(self) -> None:
+        if not self.max_rate > 0:
+            raise ValueError(f"max_rate must be positive (Hz), got {self.max_rate!r}")
+
+    def step(
+        self, values: torch.Tensor, step_in_presentation: int, dt: float, generator: torch.Generator
+    ) -> torch.Tensor:
+        if self.max_rate * dt > 1:
+            raise ValueError(f"max_rate {self.max_rate} Hz exceeds one spike per step of {dt} s")
+        return poisson_encode_step(values, f_max=self.max_rate, dt=dt, generator=generator).to(values.dtype)
+
+
+@dataclass(frozen=True)
+class LatencyEncoder:
+    """One spike per presentation, earlier for larger values (time-to-first-spike).
+
+    A value ``x > threshold`` fires at step ``round((1 - x) * (window - 1))`` of
+    each presentation window of ``window`` steps; smaller values stay silent.
+    Presentations longer than the window repeat it.
+    """
+
+    window: int = 20
+    threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if int(self.window) != self.window or self.window < 1:
+            raise ValueError(f"window must be a positive number of steps, got {self.window!r}")
+
+    def step(
+        self, values: torch.Tensor, step_in_presentation: int, dt: float, generator: torch.Generator
+    ) -> torch.Tensor:
+        fire_at = torch.round((1.0 - values.clamp(0, 1)) * (self.window - 1))
+        k = step_in_presentation % self.window
+        return ((fire_at == k) & (values > self.threshold)).to(values.dtype)
+
+
+Encoder = Union[PoissonEncoder, LatencyEncoder]
+ENCODERS = {"PoissonEncoder": PoissonEncoder, "LatencyEncoder": LatencyEncoder}
+
+
+def encoder_to_data(encoder: Optional[Encoder]) -> Optional[Dict[str, Any]]:
+    return None if encoder is None else {"type": type(encoder).__name__, **asdict(encoder)}
+
+
+def encoder_from_data(data: Optional[Dict[str, Any]]) -> Optional[Encoder]:
+    if data is None:
+        return None
+    kind = data.get("type")
+    if kind not in ENCODERS:
+        raise ValueError(f"unknown encoder {kind!r}; known: {', '.join(ENCODERS)}")
+    fields = {k: v for k, v in data.items() if k != "type"}
+    if "window" in fields:
+        fields["window"] = int(fields["window"])
+    return ENCODERS[kind](**fields)

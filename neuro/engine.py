@@ -1,0 +1,378 @@
+"""The torch engine: simulates a :class:`~neuro.graph.Network` on CPU or CUDA.
+
+Every population's state has a leading replica dimension ``R``: independent
+copies (seeds, samples, hyper-parameters) run at once. One step (numbered from
+1, like Lava's ``time_step``) does, in order:
+
+1. deliver to each population the synaptic input buffered at the previous step;
+2. update the neurons (Norse dynamics) and take their spikes;
+3. propagate the new spikes through each projection into its buffer (so they
+   act at the next step), using the weights before this step's learning;
+4. record spikes into each plastic projection and, when the step closes a
+   learning epoch (``step % t_epoch == 0``), apply the rule.
+
+This is the order of Lava's ``Dense``/``LearningDense`` spiking and learning
+phases, which the Lava exporter relies on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from neuro.graph import InputPopulation, Network, Population, Projection
+from neuro.plasticity import TRACE_INDEX, CompiledRule, initial_plastic_state
+
+TensorLike = Union[torch.Tensor, np.ndarray, float]
+
+
+@dataclass
+class Recording:
+    """Monitored values: ``data[name]`` has shape ``(K, R, ...)`` for the K recorded steps."""
+
+    data: Dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: Dict[str, List[int]] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.data:
+            raise KeyError(f"nothing recorded under {name!r}; recorded: {sorted(self.data)}")
+        return self.data[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.data
+
+
+class Simulator:
+    """The state of ``replicas`` copies of ``network`` on ``device``, advanced step by step.
+
+    Parameters:
+        network: the graph to simulate (not modified; weights are copied).
+        replicas: size ``R`` of the leading replica dimension.
+        device: torch device ("cpu", "cuda", ...).
+        dtype: floating type of all state (float64 for comparisons with references).
+        seed: seeds the generator used by encoders, so runs are reproducible.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        replicas: int = 1,
+        device: Union[str, torch.device] = "cpu",
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+    ) -> None:
+        if int(replicas) != replicas or replicas < 1:
+            raise ValueError(f"replicas must be a positive integer, got {replicas!r}")
+        self.network = network
+        self.replicas = int(replicas)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.dt = network.dt
+        self.seed = seed
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.time_step = 0
+        self._like = torch.zeros((), dtype=dtype, device=self.device)
+        self.rules: Dict[str, CompiledRule] = {}
+        self.params: Dict[str, Dict[str, torch.Tensor]] = {}
+        self.syn: Dict[str, Dict[str, torch.Tensor]] = {}
+        self.plastic: Dict[str, Dict[str, torch.Tensor]] = {}
+        for proj in network.projections.values():
+            self._init_projection(proj)
+        self.reset()
+
+    # --- set-up ------------------------------------------------------------------------------------
+    def _init_projection(self, proj: Projection) -> None:
+        w = torch.as_tensor(proj.weights, dtype=self.dtype, device=self.device)
+        if w.dim() == 2:
+            w = w[None]
+        elif w.shape[0] != self.replicas:
+            raise ValueError(
+                f"projection {proj.name!r} has weights for {w.shape[0]} replicas, simulator has {self.replicas}"
+            )
+        syn = {"w": w.clone()}
+        if proj.rule is not None:
+            rule = CompiledRule(proj.rule, self.dt)
+            self.rules[proj.name] = rule
+            if rule.uses_tag:
+                syn["t"] = torch.zeros_like(w)
+            if rule.uses_delay:
+                syn["d"] = torch.zeros_like(w)
+            self.params[proj.name] = {
+                k: torch.full((self.replicas, 1, 1), v, dtype=self.dtype, device=self.device)
+                for k, v in proj.rule.params.items()
+            }
+        self.syn[proj.name] = syn
+
+    def reset(self) -> None:
+        """Reset neuron state, synaptic buffers and learning traces (weights are kept)."""
+        shape = lambda n: (self.replicas, n)  # noqa: E731
+        self.state: Dict[str, Dict[str, torch.Tensor]] = {}
+        self.spikes: Dict[str, torch.Tensor] = {}
+        for pop in self.network.populations.values():
+            if isinstance(pop, Population):
+                self.state[pop.name] = pop.model.initial_state(shape(pop.n), self._like)
+            self.spikes[pop.name] = torch.zeros(shape(pop.n), dtype=self.dtype, device=self.device)
+        self.buffers = {
+            p.name: torch.zeros(shape(self.network.populations[p.post].n), dtype=self.dtype, device=self.device)
+            for p in self.network.projections.values()
+        }
+        for name, rule in self.rules.items():
+            proj = self.network.projections[name]
+            n_pre, n_post = self.network.populations[proj.pre].n, self.network.populations[proj.post].n
+            self.plastic[name] = initial_plastic_state(rule, self.replicas, n_pre, n_post, self.dtype, self.device)
+
+    def reset_neurons(self) -> None:
+        """Reset only neuron state and synaptic buffers, e.g. between presented samples."""
+        for pop in self.network.populations.values():
+            if isinstance(pop, Population):
+                keep = {"theta": self.state[pop.name]["theta"]} if "theta" in self.state[pop.name] else {}
+                self.state[pop.name] = pop.model.initial_state((self.replicas, pop.n), self._like)
+                self.state[pop.name].update(keep)
+            self.spikes[pop.name].zero_()
+        for b in self.buffers.values():
+            b.zero_()
+
+    def set_param(self, projection: str, name: str, values: TensorLike) -> None:
+        """Give rule parameter ``name`` of ``projection`` one value or one value per replica ``(R,)``."""
+        if projection not in self.params or name not in self.params[projection]:
+            known = {p: sorted(v) for p, v in self.params.items()}
+            raise KeyError(f"no rule parameter {name!r} on projection {projection!r}; known: {known}")
+        v = torch.as_tensor(values, dtype=self.dtype, device=self.device).reshape(-1)
+        if v.numel() not in (1, self.replicas):
+            raise ValueError(f"parameter {name!r}: give 1 or {self.replicas} values, got {v.numel()}")
+        if not torch.isfinite(v).all():
+            raise ValueError(f"parameter {name!r}: values must be finite")
+        self.params[projection][name] = v.expand(self.replicas).reshape(self.replicas, 1, 1).clone()
+
+    def weights(self, projection: str) -> torch.Tensor:
+        """Current weights, ``(post, pre)`` if shared else ``(R, post, pre)``."""
+        w = self.syn[projection]["w"]
+        return w[0] if self.network.projections[projection].shared else w
+
+    def set_weights(self, projection: str, weights: TensorLike) -> None:
+        w = torch.as_tensor(weights, dtype=self.dtype, device=self.device)
+        old = self.syn[projection]["w"]
+        w = w[None] if w.dim() == 2 else w
+        if w.shape != old.shape:
+            raise ValueError(f"set_weights {projection!r}: expected shape {tuple(old.shape)}, got {tuple(w.shape)}")
+        if not torch.isfinite(w).all():
+            raise ValueError(f"set_weights {projection!r}: weights contain NaN or infinite values")
+        self.syn[projection]["w"] = w.clone()
+
+    # --- stepping ----------------------------------------------------------------------------------
+    def _as_state(self, x: TensorLike, n: int, what: str) -> torch.Tensor:
+        v = torch.as_tensor(x, dtype=self.dtype, device=self.device)
+        if v.dim() == 0:
+            v = v.expand(n)
+        if v.shape[-1] != n or v.dim() > 2 or (v.dim() == 2 and v.shape[0] not in (1, self.replicas)):
+            raise ValueError(f"{what}: expected shape ({n},) or ({self.replicas}, {n}), got {tuple(v.shape)}")
+        return v.expand(self.replicas, n)
+
+    def step(
+        self,
+        inputs: Optional[Mapping[str, TensorLike]] = None,
+        third_factors: Optional[Mapping[str, TensorLike]] = None,
+        step_in_presentation: int = 0,
+    ) -> Dict[str, torch.Tensor]:
+        """Advance one step. ``inputs[name]``: spikes ``(R, N)`` of an input population
+        without encoder, or values in [0, 1] for one with an encoder. Returns spikes by population."""
+        inputs = inputs or {}
+        third_factors = third_factors or {}
+        net = self.network
+        unknown = (set(inputs) | set(third_factors)) - set(net.populations)
+        if unknown:
+            raise KeyError(f"unknown population(s) {sorted(unknown)}; have {sorted(net.populations)}")
+        self.time_step += 1
+        with torch.no_grad():
+            currents = {name: None for name in net.populations}
+            for proj in net.projections.values():
+                c = currents[proj.post]
+                currents[proj.post] = self.buffers[proj.name] if c is None else c + self.buffers[proj.name]
+            for pop in net.populations.values():
+                if isinstance(pop, InputPopulation):
+                    x = inputs.get(pop.name)
+                    if x is None:
+                        self.spikes[pop.name] = torch.zeros_like(self.spikes[pop.name])
+                        continue
+                    x = self._as_state(x, pop.n, f"input {pop.name!r}")
+                    if pop.encoder is not None:
+                        x = pop.encoder.step(x.contiguous(), step_in_presentation, self.dt, self.generator)
+                    self.spikes[pop.name] = (x > 0).to(self.dtype)
+                else:
+                    c = currents[pop.name]
+                    c = torch.zeros_like(self.spikes[pop.name]) if c is None else c
+                    self.spikes[pop.name] = pop.model.step(c, self.state[pop.name], self.dt)
+            for proj in net.projections.values():
+                w = self.syn[proj.name]["w"]
+                s = self.spikes[proj.pre]
+                if w.shape[0] == 1:
+                    self.buffers[proj.name] = s @ w[0].T
+                else:
+                    self.buffers[proj.name] = torch.bmm(w, s.unsqueeze(-1)).squeeze(-1)
+            for name, rule in self.rules.items():
+                proj = net.projections[name]
+                t_epoch = rule.rule.t_epoch
+                within = self.time_step % t_epoch or t_epoch
+                signals = dict(self.state[proj.post])
+                if proj.post in third_factors:
+                    n = net.populations[proj.post].n
+                    signals["third_factor"] = self._as_state(third_factors[proj.post], n, f"third factor {proj.post!r}")
+                rule.record(self.plastic[name], self.spikes[proj.pre], self.spikes[proj.post], within, signals)
+                if self.time_step % t_epoch == 0:
+                    rule.learn(self.plastic[name], self.syn[name], self.params[name], self.time_step)
+        return self.spikes
+
+    def run(
+        self,
+        steps: int,
+        inputs: Optional[Mapping[str, TensorLike]] = None,
+        third_factors: Optional[Mapping[str, TensorLike]] = None,
+        monitors: Iterable[str] = (),
+        every: int = 1,
+        progress: bool = False,
+    ) -> Recording:
+        """Run ``steps`` steps and return what ``monitors`` asked for.
+
+        ``inputs[name]`` is, for an input population with an encoder, values
+        ``(N,)`` or ``(R, N)`` held for the whole run; without one, spikes
+        ``(steps, N)`` or ``(steps, R, N)``. ``third_factors[post]`` is held
+        values ``(N,)``/``(R, N)`` or a per-step sequence ``(steps, R, N)``. Monitors are
+        ``"population.spikes"``, ``"population.<state>"`` (``v``, ``i``,
+        ``theta``), ``"projection.<var>"`` (``w``, ``t``, ``d``, ``x1`` ... ``y3``),
+        recorded every ``every`` steps.
+        """
+        if int(steps) != steps or steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+        monitors = list(monitors)
+        for m in monitors:
+            self._read(m)  # fail before running on a bad name
+        per_step = {}
+        held = {}
+        for name, x in (inputs or {}).items():
+            pop = self.network.populations.get(name)
+            if pop is None:
+                raise KeyError(f"unknown input population {name!r}; have {sorted(self.network.populations)}")
+            if not isinstance(pop, InputPopulation):
+                raise ValueError(f"{name!r} is not an input population")
+            if pop.encoder is None:
+                v = torch.as_tensor(x, dtype=self.dtype, device=self.device)
+                if v.dim() not in (2, 3) or v.shape[0] != steps:
+                    raise ValueError(
+                        f"input {name!r}: spikes must have shape (steps={steps}, N) or (steps, R, N), got {tuple(v.shape)}"
+                    )
+                per_step[name] = v
+            else:
+                held[name] = self._as_state(x, pop.n, f"input {name!r}")
+        tf_held, tf_seq = {}, {}
+        for name, x in (third_factors or {}).items():
+            v = torch.as_tensor(x, dtype=self.dtype, device=self.device)
+            if v.dim() == 3:
+                if v.shape[0] != steps:
+                    raise ValueError(f"third factor {name!r}: a sequence needs shape (steps={steps}, R, N)")
+                tf_seq[name] = v
+            else:
+                tf_held[name] = v
+        rec: Dict[str, List[torch.Tensor]] = {m: [] for m in monitors}
+        rec_steps: Dict[str, List[int]] = {m: [] for m in monitors}
+        for k in tqdm(range(steps), disable=not progress, desc="simulating", unit="step"):
+            step_inputs = dict(held)
+            for name, v in per_step.items():
+                step_inputs[name] = v[k]
+            tf = dict(tf_held)
+            for name, v in tf_seq.items():
+                tf[name] = v[k]
+            self.step(step_inputs, tf, step_in_presentation=k)
+            if monitors and (k + 1) % every == 0:
+                for m in monitors:
+                    rec[m].append(self._read(m).clone())
+                    rec_steps[m].append(self.time_step)
+        out = Recording()
+        for m in monitors:
+            out.data[m] = torch.stack(rec[m]) if rec[m] else torch.empty(0)
+            out.steps[m] = rec_steps[m]
+        return out
+
+    def _read(self, monitor: str) -> torch.Tensor:
+        target, _, var = monitor.partition(".")
+        net = self.network
+        if target in net.populations:
+            if var == "spikes":
+                return self.spikes[target]
+            if target in self.state and var in self.state[target]:
+                return self.state[target][var]
+        elif target in net.projections:
+            if var in self.syn[target]:
+                return self.syn[target][var]
+            if var in TRACE_INDEX and target in self.plastic:
+                key = "x" if var.startswith("x") else "y"
+                return self.plastic[target][key][:, TRACE_INDEX[var]]
+        raise KeyError(
+            f"cannot monitor {monitor!r}: use 'population.spikes', 'population.v' (or i, theta), "
+            f"'projection.w' (or t, d, x1, x2, y1, y2, y3)"
+        )
+
+    # --- state for files ---------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Everything needed to continue the run exactly, as numpy arrays by path-like name."""
+        out: Dict[str, np.ndarray] = {
+            "time_step": np.asarray(self.time_step, dtype=np.int64),
+            "rng_state": self.generator.get_state().cpu().numpy(),
+        }
+        for pop, st in self.state.items():
+            for k, v in st.items():
+                out[f"neurons/{pop}/{k}"] = v.cpu().numpy()
+        for pop, s in self.spikes.items():
+            out[f"spikes/{pop}"] = s.cpu().numpy()
+        for proj, b in self.buffers.items():
+            out[f"buffers/{proj}"] = b.cpu().numpy()
+        for proj, syn in self.syn.items():
+            for k, v in syn.items():
+                out[f"synapses/{proj}/{k}"] = v.cpu().numpy()
+        for proj, st in self.plastic.items():
+            for k, v in st.items():
+                out[f"plasticity/{proj}/{k}"] = v.cpu().numpy()
+        for proj, ps in self.params.items():
+            for k, v in ps.items():
+                out[f"params/{proj}/{k}"] = v.reshape(-1).cpu().numpy()
+        return out
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore :meth:`state_dict` output (shapes are checked against this simulator)."""
+        expected = self.state_dict()
+        missing = set(expected) - set(state)
+        extra = set(state) - set(expected)
+        if missing or extra:
+            raise ValueError(f"state does not match this network: missing {sorted(missing)}, unexpected {sorted(extra)}")
+        for k, v in state.items():
+            if k == "rng_state":
+                continue
+            if np.shape(v) != expected[k].shape:
+                raise ValueError(f"state {k!r}: expected shape {expected[k].shape}, got {np.shape(v)}")
+            if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.all(np.isfinite(v)):
+                raise ValueError(f"state {k!r} contains NaN or infinite values")
+
+        def t(k: str, like: torch.Tensor) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(state[k]), device=self.device).to(like.dtype)
+
+        self.time_step = int(state["time_step"])
+        self.generator.set_state(torch.as_tensor(np.asarray(state["rng_state"], dtype=np.uint8)).cpu())
+        for pop, st in self.state.items():
+            for k in list(st):
+                st[k] = t(f"neurons/{pop}/{k}", st[k])
+        for pop in self.spikes:
+            self.spikes[pop] = t(f"spikes/{pop}", self.spikes[pop])
+        for proj in self.buffers:
+            self.buffers[proj] = t(f"buffers/{proj}", self.buffers[proj])
+        for proj, syn in self.syn.items():
+            for k in list(syn):
+                syn[k] = t(f"synapses/{proj}/{k}", syn[k])
+        for proj, st in self.plastic.items():
+            for k in list(st):
+                st[k] = t(f"plasticity/{proj}/{k}", st[k])
+        for proj, ps in self.params.items():
+            for k in list(ps):
+                ps[k] = t(f"params/{proj}/{k}", ps[k]).reshape(self.replicas, 1, 1)

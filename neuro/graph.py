@@ -1,0 +1,187 @@
+"""The network graph: populations, input populations and dense projections.
+
+A :class:`Network` is a description, not a simulation: back-ends (the torch
+engine in :mod:`neuro.engine`, the exporters in ``export/``) compile it. It
+holds only plain data (numbers, numpy arrays, rules), so it can be written to
+and read from files without executing code.
+
+Timing convention (Lava's): a spike emitted at step ``k`` reaches the post
+population's input at step ``k + 1``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+
+from neuro.encoders import Encoder, encoder_from_data, encoder_to_data
+from neuro.neurons import LIF, NeuronModel, model_from_data, model_to_data
+from neuro.rule import LearningRule
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"names must be identifiers (letters, digits, _), got {name!r}")
+
+
+@dataclass
+class Population:
+    """``n`` neurons of one model."""
+
+    name: str
+    n: int
+    model: NeuronModel = field(default_factory=LIF)
+
+    def to_data(self) -> Dict[str, Any]:
+        return {"kind": "population", "name": self.name, "n": self.n, "model": model_to_data(self.model)}
+
+
+@dataclass
+class InputPopulation:
+    """``n`` spike sources; with an encoder they turn values in [0, 1] into spikes."""
+
+    name: str
+    n: int
+    encoder: Optional[Encoder] = None
+
+    def to_data(self) -> Dict[str, Any]:
+        return {"kind": "input", "name": self.name, "n": self.n, "encoder": encoder_to_data(self.encoder)}
+
+
+@dataclass
+class Projection:
+    """Dense synapses from ``pre`` to ``post``.
+
+    ``weights`` has shape ``(post.n, pre.n)`` (one matrix shared by all
+    replicas: with a rule, the replicas' updates are summed into it, like a
+    mini-batch) or ``(R, post.n, pre.n)`` (one matrix per replica, each learning
+    on its own). ``rule`` is ``None`` for static synapses.
+    """
+
+    name: str
+    pre: str
+    post: str
+    weights: np.ndarray
+    rule: Optional[LearningRule] = None
+
+    @property
+    def shared(self) -> bool:
+        return self.weights.ndim == 2
+
+    def to_data(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "pre": self.pre,
+            "post": self.post,
+            "rule": None if self.rule is None else self.rule.to_data(),
+        }
+
+
+class Network:
+    """A graph of populations and projections simulated with a step of ``dt`` seconds."""
+
+    def __init__(self, dt: float = 1e-3, name: str = "network") -> None:
+        if not dt > 0:
+            raise ValueError(f"dt must be a positive number of seconds, got {dt!r}")
+        self.dt = float(dt)
+        self.name = name
+        self.populations: Dict[str, Union[Population, InputPopulation]] = {}
+        self.projections: Dict[str, Projection] = {}
+
+    def _add_node(self, pop: Union[Population, InputPopulation]) -> None:
+        _check_name(pop.name)
+        if pop.name in self.populations or pop.name in self.projections:
+            raise ValueError(f"the network already has something named {pop.name!r}")
+        if int(pop.n) != pop.n or pop.n < 1:
+            raise ValueError(f"population {pop.name!r}: n must be a positive integer, got {pop.n!r}")
+        self.populations[pop.name] = pop
+
+    def input(self, name: str, n: int, encoder: Optional[Encoder] = None) -> InputPopulation:
+        """Add ``n`` spike sources (fed through ``Simulator.run(inputs=...)``)."""
+        pop = InputPopulation(name, int(n), encoder)
+        self._add_node(pop)
+        return pop
+
+    def population(self, name: str, n: int, model: Optional[NeuronModel] = None) -> Population:
+        """Add ``n`` neurons of ``model`` (default: :class:`~neuro.neurons.LIF`)."""
+        pop = Population(name, int(n), model if model is not None else LIF())
+        self._add_node(pop)
+        return pop
+
+    def connect(
+        self,
+        pre: Union[str, Population, InputPopulation],
+        post: Union[str, Population],
+        weights: Union[float, np.ndarray],
+        rule: Optional[LearningRule] = None,
+        name: Optional[str] = None,
+    ) -> Projection:
+        """Add dense synapses; ``weights`` is a number, ``(post, pre)`` or ``(R, post, pre)``."""
+        pre_name = pre if isinstance(pre, str) else pre.name
+        post_name = post if isinstance(post, str) else post.name
+        for role, n in (("pre", pre_name), ("post", post_name)):
+            if n not in self.populations:
+                raise ValueError(f"connect: unknown {role} population {n!r}; have {sorted(self.populations)}")
+        if isinstance(self.populations[post_name], InputPopulation):
+            raise ValueError(f"connect: {post_name!r} is an input population and cannot receive synapses")
+        name = name or f"{pre_name}_to_{post_name}"
+        _check_name(name)
+        if name in self.projections or name in self.populations:
+            raise ValueError(f"the network already has something named {name!r}")
+        if rule is not None and not isinstance(rule, LearningRule):
+            raise TypeError(f"connect: rule must be a LearningRule, got {type(rule).__name__}")
+        shape = (self.populations[post_name].n, self.populations[pre_name].n)
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim == 0:
+            w = np.full(shape, float(w))
+        if w.shape[-2:] != shape or w.ndim not in (2, 3):
+            raise ValueError(
+                f"connect {name!r}: weights must have shape (post, pre) = {shape} or (R, *{shape}), "
+                f"got {tuple(w.shape)}"
+            )
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"connect {name!r}: weights contain NaN or infinite values")
+        proj = Projection(name, pre_name, post_name, w.copy(), rule)
+        self.projections[name] = proj
+        return proj
+
+    def incoming(self, post: str) -> List[Projection]:
+        return [p for p in self.projections.values() if p.post == post]
+
+    def to_data(self) -> Dict[str, Any]:
+        """JSON-safe description without the weight arrays (those are stored as arrays)."""
+        return {
+            "format": "neuro.network/1",
+            "name": self.name,
+            "dt": self.dt,
+            "populations": [p.to_data() for p in self.populations.values()],
+            "projections": [p.to_data() for p in self.projections.values()],
+        }
+
+    @staticmethod
+    def from_data(data: Dict[str, Any], weights: Dict[str, np.ndarray]) -> "Network":
+        """Rebuild a network from :meth:`to_data` output and initial weights by projection name."""
+        if not isinstance(data, dict) or data.get("format") != "neuro.network/1":
+            raise ValueError("not a neuro network description (missing format 'neuro.network/1')")
+        net = Network(dt=data["dt"], name=data.get("name", "network"))
+        for p in data["populations"]:
+            if p["kind"] == "input":
+                net.input(p["name"], p["n"], encoder_from_data(p.get("encoder")))
+            elif p["kind"] == "population":
+                net.population(p["name"], p["n"], model_from_data(p["model"]))
+            else:
+                raise ValueError(f"unknown population kind {p['kind']!r}")
+        for p in data["projections"]:
+            if p["name"] not in weights:
+                raise ValueError(f"no weights stored for projection {p['name']!r}")
+            rule = None if p["rule"] is None else LearningRule.from_data(p["rule"])
+            net.connect(p["pre"], p["post"], weights[p["name"]], rule, p["name"])
+        return net
+
+    def __repr__(self) -> str:
+        pops = ", ".join(f"{p.name}[{p.n}]" for p in self.populations.values())
+        projs = ", ".join(
+            f"{p.pre}->{p.post}" + (f" ({p.rule.name})" if p.rule else "") for p in self.projections.values()
+        )
+        return f"Network({self.name!r}, dt={self.dt} s; {pops}; {projs})"

@@ -1,0 +1,127 @@
+"""Neuron models: parameters in seconds, dynamics from Norse.
+
+The models are dataclasses (like Norse's parameter tuples); the engine turns
+them into Norse parameters for a step of ``dt`` seconds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Dict, Tuple, Union
+
+import warnings
+
+import torch
+
+with warnings.catch_warnings():
+    # norse 1.1 calls torch.jit.script at import time, which torch 2.14 deprecates.
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    from norse.torch.functional.iaf import IAFFeedForwardState, IAFParameters, iaf_feed_forward_step
+    from norse.torch.functional.lif import LIFFeedForwardState, LIFParameters, lif_feed_forward_step
+
+
+def _check_positive(name: str, value: float, allow_inf: bool = False) -> None:
+    if not (value > 0) or (not allow_inf and math.isinf(value)):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LIF:
+    """Current-based leaky integrate-and-fire neuron (Norse's ``lif_feed_forward_step``).
+
+    Per step of ``dt`` seconds: ``i += input``; ``v += dt/tau_mem * (v_leak - v + i)``;
+    ``i *= 1 - dt/tau_syn``; spike where ``v > v_th + theta``; then ``v = v_reset``.
+    With ``theta_plus > 0`` the threshold adapts (homeostasis, Diehl & Cook 2015):
+    ``theta`` jumps by ``theta_plus`` on each spike and decays with ``tau_theta``.
+
+    Parameters:
+        tau_mem: membrane time constant (s).
+        tau_syn: synaptic current time constant (s).
+        v_th, v_reset, v_leak: threshold, reset and rest potential (dimensionless).
+        theta_plus: threshold increment per spike (dimensionless).
+        tau_theta: decay time constant of the threshold adaptation (s; inf: none).
+    """
+
+    tau_mem: float = 10e-3
+    tau_syn: float = 5e-3
+    v_th: float = 1.0
+    v_reset: float = 0.0
+    v_leak: float = 0.0
+    theta_plus: float = 0.0
+    tau_theta: float = math.inf
+
+    def __post_init__(self) -> None:
+        _check_positive("tau_mem", self.tau_mem)
+        _check_positive("tau_syn", self.tau_syn)
+        _check_positive("tau_theta", self.tau_theta, allow_inf=True)
+        if self.theta_plus < 0:
+            raise ValueError(f"theta_plus must be >= 0, got {self.theta_plus}")
+
+    state_names: ClassVar[Tuple[str, ...]] = ("v", "i", "theta")
+
+    def initial_state(self, shape: Tuple[int, ...], like: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return {
+            "v": torch.full(shape, self.v_leak, dtype=like.dtype, device=like.device),
+            "i": torch.zeros(shape, dtype=like.dtype, device=like.device),
+            "theta": torch.zeros(shape, dtype=like.dtype, device=like.device),
+        }
+
+    def step(self, current: torch.Tensor, state: Dict[str, torch.Tensor], dt: float) -> torch.Tensor:
+        """Advance ``state`` in place by one step; return the spikes (0/1, same dtype)."""
+        p = LIFParameters(
+            tau_syn_inv=torch.as_tensor(1.0 / self.tau_syn),
+            tau_mem_inv=torch.as_tensor(1.0 / self.tau_mem),
+            v_leak=torch.as_tensor(self.v_leak),
+            v_th=self.v_th + state["theta"],
+            v_reset=torch.as_tensor(self.v_reset),
+        )
+        z, new = lif_feed_forward_step(current, LIFFeedForwardState(state["v"], state["i"]), p, dt)
+        state["v"], state["i"] = new.v, new.i
+        if self.theta_plus > 0:
+            decay = 1.0 if math.isinf(self.tau_theta) else math.exp(-dt / self.tau_theta)
+            state["theta"] = state["theta"] * decay + self.theta_plus * z
+        return z
+
+
+@dataclass(frozen=True)
+class IAF:
+    """Non-leaky integrate-and-fire neuron (Norse's ``iaf_feed_forward_step``).
+
+    Per step: ``v += input``; spike where ``v > v_th``; then ``v = v_reset``.
+    """
+
+    v_th: float = 1.0
+    v_reset: float = 0.0
+
+    state_names: ClassVar[Tuple[str, ...]] = ("v",)
+
+    def initial_state(self, shape: Tuple[int, ...], like: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return {"v": torch.full(shape, self.v_reset, dtype=like.dtype, device=like.device)}
+
+    def step(self, current: torch.Tensor, state: Dict[str, torch.Tensor], dt: float) -> torch.Tensor:
+        p = IAFParameters(v_th=torch.as_tensor(self.v_th), v_reset=torch.as_tensor(self.v_reset))
+        z, new = iaf_feed_forward_step(current, IAFFeedForwardState(state["v"]), p, dt)
+        state["v"] = new.v
+        return z
+
+
+NeuronModel = Union[LIF, IAF]
+MODELS = {"LIF": LIF, "IAF": IAF}
+
+
+def model_to_data(model: NeuronModel) -> Dict[str, Any]:
+    data = asdict(model)
+    return {"type": type(model).__name__, **{k: (None if v == math.inf else v) for k, v in data.items()}}
+
+
+def model_from_data(data: Dict[str, Any]) -> NeuronModel:
+    kind = data.get("type")
+    if kind not in MODELS:
+        raise ValueError(f"unknown neuron model {kind!r}; known: {', '.join(MODELS)}")
+    cls = MODELS[kind]
+    fields = {k: (math.inf if v is None else float(v)) for k, v in data.items() if k != "type"}
+    allowed = set(cls.__dataclass_fields__)
+    extra = set(fields) - allowed
+    if extra:
+        raise ValueError(f"{kind} has no parameter(s) {sorted(extra)}")
+    return cls(**fields)
