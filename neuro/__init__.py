@@ -4,6 +4,13 @@ The public API: build a :class:`Network`, attach :class:`LearningRule` s written
 with the rule variables (``x0, y0, u, x1, x2, y1, y2, y3, w, t, d``), simulate
 with :class:`Simulator` (torch/Norse), save with :func:`save` / :func:`load`.
 """
+import warnings
+
+with warnings.catch_warnings():
+    # norse 1.1 calls torch.jit.script at import time, which torch 2.14 deprecates.
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    import norse.torch  # noqa: F401
+
 from neuro.encoders import LatencyEncoder, PoissonEncoder
 from neuro.engine import Recording, Simulator
 from neuro.expr import (

@@ -342,7 +342,7 @@ def _idx_candidates(stem: str) -> list[str]:
     # ("train-images.idx3-ubyte"), so that spelling is accepted too. The
     # uncompressed file wins over the .gz when both lie side by side.
     dotted = stem.replace("-idx", ".idx")
-    return [stem + ".gz", stem, dotted, dotted + ".gz"]
+    return [stem, stem + ".gz", dotted, dotted + ".gz"]
 
 
 def _find_idx_files(folder: Path) -> dict[str, Path | None]:

@@ -9,15 +9,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Dict, Tuple, Union
 
-import warnings
-
 import torch
-
-with warnings.catch_warnings():
-    # norse 1.1 calls torch.jit.script at import time, which torch 2.14 deprecates.
-    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-    from norse.torch.functional.iaf import IAFFeedForwardState, IAFParameters, iaf_feed_forward_step
-    from norse.torch.functional.lif import LIFFeedForwardState, LIFParameters, lif_feed_forward_step
+from norse.torch.functional.iaf import IAFFeedForwardState, IAFParameters, iaf_feed_forward_step
+from norse.torch.functional.lif import LIFFeedForwardState, LIFParameters, lif_feed_forward_step
 
 
 def _check_positive(name: str, value: float, allow_inf: bool = False) -> None:
