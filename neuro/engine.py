@@ -75,6 +75,8 @@ class Simulator:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         self.time_step = 0
+        #: When False, plastic projections neither record spikes nor learn (frozen weights).
+        self.learning = True
         self._like = torch.zeros((), dtype=dtype, device=self.device)
         self.rules: Dict[str, CompiledRule] = {}
         self.params: Dict[str, Dict[str, torch.Tensor]] = {}
@@ -213,7 +215,7 @@ class Simulator:
                     self.buffers[proj.name] = s @ w[0].T
                 else:
                     self.buffers[proj.name] = torch.bmm(w, s.unsqueeze(-1)).squeeze(-1)
-            for name, rule in self.rules.items():
+            for name, rule in (self.rules.items() if self.learning else ()):
                 proj = net.projections[name]
                 t_epoch = rule.rule.t_epoch
                 within = self.time_step % t_epoch or t_epoch

@@ -62,12 +62,14 @@ class LIF:
 
     def step(self, current: torch.Tensor, state: Dict[str, torch.Tensor], dt: float) -> torch.Tensor:
         """Advance ``state`` in place by one step; return the spikes (0/1, same dtype)."""
+        # Parameters in the state's dtype: float32 constants would round a float64 run.
+        c = lambda x: torch.as_tensor(x, dtype=current.dtype, device=current.device)  # noqa: E731
         p = LIFParameters(
-            tau_syn_inv=torch.as_tensor(1.0 / self.tau_syn),
-            tau_mem_inv=torch.as_tensor(1.0 / self.tau_mem),
-            v_leak=torch.as_tensor(self.v_leak),
+            tau_syn_inv=c(1.0 / self.tau_syn),
+            tau_mem_inv=c(1.0 / self.tau_mem),
+            v_leak=c(self.v_leak),
             v_th=self.v_th + state["theta"],
-            v_reset=torch.as_tensor(self.v_reset),
+            v_reset=c(self.v_reset),
         )
         z, new = lif_feed_forward_step(current, LIFFeedForwardState(state["v"], state["i"]), p, dt)
         state["v"], state["i"] = new.v, new.i
@@ -93,7 +95,8 @@ class IAF:
         return {"v": torch.full(shape, self.v_reset, dtype=like.dtype, device=like.device)}
 
     def step(self, current: torch.Tensor, state: Dict[str, torch.Tensor], dt: float) -> torch.Tensor:
-        p = IAFParameters(v_th=torch.as_tensor(self.v_th), v_reset=torch.as_tensor(self.v_reset))
+        c = lambda x: torch.as_tensor(x, dtype=current.dtype, device=current.device)  # noqa: E731
+        p = IAFParameters(v_th=c(self.v_th), v_reset=c(self.v_reset))
         z, new = iaf_feed_forward_step(current, IAFFeedForwardState(state["v"]), p, dt)
         state["v"] = new.v
         return z

@@ -29,15 +29,20 @@ from neuro.rule import LearningRule, Term
 TRACE_INDEX = {"x1": 0, "x2": 1, "y1": 0, "y2": 1, "y3": 2}
 
 
-def _history(start: torch.Tensor, a: float, impulse: float, t_spk: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Trace value at within-epoch step ``s`` (broadcast), from its epoch-start value."""
-    s = s.to(start.dtype)
-    value = start * (a ** s) if a != 1.0 else start.expand(torch.broadcast_shapes(start.shape, s.shape))
+def _history(
+    start: torch.Tensor, powers: torch.Tensor, impulse: float, t_spk: torch.Tensor, s: torch.Tensor
+) -> torch.Tensor:
+    """Trace value at within-epoch step ``s`` (broadcast), from its epoch-start value.
+
+    ``powers[k]`` is ``a**k`` for ``k = 0..t_epoch``; looking powers up is much
+    cheaper than ``torch.pow`` on ``(R, M, N)`` tensors.
+    """
+    s = s.long()
+    value = start * powers[s]
     if impulse != 0.0:
-        tk = t_spk.to(start.dtype)
-        hit = (t_spk > 0) & (tk <= s)
-        lag = torch.where(hit, s - tk, torch.zeros_like(s - tk))
-        value = value + torch.where(hit, impulse * (a ** lag), torch.zeros_like(lag))
+        t_spk = t_spk.long()
+        hit = (t_spk > 0) & (t_spk <= s)
+        value = value + (impulse * powers[(s - t_spk).clamp(min=0)]) * hit.to(start.dtype)
     return value
 
 
@@ -51,8 +56,27 @@ class CompiledRule:
         self.decay: Dict[str, float] = {k: tr.decay(dt) for k, tr in rule.traces.items()}
         self.impulse: Dict[str, float] = {k: tr.impulse for k, tr in rule.traces.items()}
         self.driven: Dict[str, str] = {k: tr.driven_by for k, tr in rule.traces.items() if tr.driven_by}
+        self._powers: Dict[str, torch.Tensor] = {}
+        # With one-step epochs every spike happens at step 1 of its epoch, so a trace
+        # sampled at any dependency that is 1 equals its end-of-epoch value; where the
+        # dependency is 0 the product vanishes. Sampling at the epoch end then gives
+        # the same updates with (R, 1, N) / (R, M, 1) traces instead of (R, M, N).
+        # softmax mixes post neurons whose dependency is 0, so it keeps exact sampling.
+        has_softmax = any(
+            isinstance(n, Op) and n.name == "softmax" for e in rule.targets().values() for n in e.walk()
+        )
+        self.sample_at_end = rule.t_epoch == 1 and not has_softmax
         self.uses_tag = rule.uses("t") or "dt" in self.terms
         self.uses_delay = rule.uses("d") or "dd" in self.terms
+
+    def powers(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """``decay**k`` for ``k = 0..t_epoch`` on ``like``'s device and dtype (cached)."""
+        table = self._powers.get(name)
+        if table is None or table.device != like.device or table.dtype != like.dtype:
+            a = self.decay[name]
+            table = torch.tensor([a**k for k in range(self.rule.t_epoch + 1)], dtype=like.dtype, device=like.device)
+            self._powers[name] = table
+        return table
 
     # --- spiking phase -------------------------------------------------------------------------
     def record(
@@ -119,11 +143,13 @@ class CompiledRule:
         for name in PRE_TRACES:
             if name in self.decay:
                 k = TRACE_INDEX[name]
-                state["x"][:, k] = _history(state["x"][:, k], self.decay[name], self.impulse[name], state["tx"], end)
+                x = state["x"][:, k]
+                state["x"][:, k] = _history(x, self.powers(name, x), self.impulse[name], state["tx"], end)
         for name in POST_TRACES:
             if name in self.decay and name not in self.driven:
                 k = TRACE_INDEX[name]
-                state["y"][:, k] = _history(state["y"][:, k], self.decay[name], self.impulse[name], state["ty"], end)
+                y = state["y"][:, k]
+                state["y"][:, k] = _history(y, self.powers(name, y), self.impulse[name], state["ty"], end)
         state["tx"] = torch.zeros_like(state["tx"])
         state["ty"] = torch.zeros_like(state["ty"])
 
@@ -151,6 +177,8 @@ class _EpochContext:
         self._cache: Dict[Tuple[str, str], torch.Tensor] = {}
 
     def trace(self, name: str, dep: str) -> torch.Tensor:
+        if self.rule.sample_at_end:
+            dep = "u"
         key = (name, dep)
         if key not in self._cache:
             rule, st = self.rule, self.state
@@ -159,7 +187,7 @@ class _EpochContext:
                 start, t_spk, s = st["x"][:, k][:, None, :], st["tx"][:, None, :], self.times[dep][0]
             else:
                 start, t_spk, s = st["y"][:, k][:, :, None], st["ty"][:, :, None], self.times[dep][1]
-            self._cache[key] = _history(start, rule.decay[name], rule.impulse[name], t_spk, s)
+            self._cache[key] = _history(start, rule.powers(name, start), rule.impulse[name], t_spk, s)
         return self._cache[key]
 
     def term(self, term: Term) -> torch.Tensor:
