@@ -29,7 +29,8 @@ def stdp_wta_digits(out: Path, quick: bool = False, seed: int = 0) -> Dict[str, 
     t0 = time.perf_counter()
 
     def accuracy(network_weights: torch.Tensor) -> float:
-        # Features with learning off, many images at once (replicas).
+        # Spike-count features with learning off, many images at once (replicas),
+        # thresholds starting from rest, so learned and random nets are measured alike.
         sim = Simulator(build(x_train.shape[1], cfg), replicas=cfg.batch, seed=seed + 1)
         sim.set_weights("ff", network_weights)
         f_train = present(sim, x_train, feature_steps, learn=False)
@@ -69,6 +70,7 @@ def stdp_wta_digits(out: Path, quick: bool = False, seed: int = 0) -> Dict[str, 
     rec = learner.run(cfg.presentation_steps * 4, {"pixels": x_test[0]}, monitors=["exc.spikes", "pixels.spikes"])
     learner.learning = True
     raster(rec["exc.spikes"][:, 0].cpu().numpy(), out / "raster_exc.png", dt=cfg.dt, title=f"exc spikes, test digit {y_test[0]}")
+    raster(rec["pixels.spikes"][:, 0].cpu().numpy(), out / "raster_input.png", dt=cfg.dt, title=f"input spikes, test digit {y_test[0]}")
     save(out / "model.h5", learner, metadata={"experiment": "stdp-wta-digits", "config": asdict(cfg)})
 
     print(f"readout accuracy: STDP-learned {learned_accuracy:.3f} vs frozen random {random_accuracy:.3f} "

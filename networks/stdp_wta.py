@@ -12,7 +12,7 @@ one shared weight matrix: the replicas' updates are summed (mini-batch STDP).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ class STDPWTAConfig:
         eta: learning rate per post spike.
         x_scale: scales the pre trace (impulse 1, ``tau_trace``) to the weight range.
         tau_trace: pre trace time constant (s).
+        tau_mem: membrane time constant of the layer (s).
         theta_plus, tau_theta: threshold adaptation per spike (dimensionless) and its decay (s).
         batch: images simulated at once (replicas).
         seed: initial weights and Poisson spikes.
@@ -44,15 +45,16 @@ class STDPWTAConfig:
     n_neurons: int = 100
     dt: float = 1e-3
     presentation_steps: int = 60
-    max_rate: float = 120.0
-    inhibition: float = 4.0
+    max_rate: float = 200.0
+    inhibition: float = 6.0
     w_init_max: float = 0.3
     w_max: float = 1.0
-    eta: float = 0.02
+    eta: float = 0.05
     x_scale: float = 0.25
     tau_trace: float = 20e-3
-    theta_plus: float = 0.05
-    tau_theta: float = 10.0
+    tau_mem: float = 20e-3
+    theta_plus: float = 0.3
+    tau_theta: float = 100.0
     batch: int = 32
     seed: int = 0
 
@@ -81,7 +83,7 @@ def build(n_inputs: int, cfg: STDPWTAConfig = STDPWTAConfig()) -> Network:
     net = Network(dt=cfg.dt, name="stdp_wta")
     net.input("pixels", n_inputs, encoder=PoissonEncoder(cfg.max_rate))
     net.population(
-        "exc", cfg.n_neurons, LIF(tau_mem=20e-3, tau_syn=5e-3, v_th=1.0, theta_plus=cfg.theta_plus, tau_theta=cfg.tau_theta)
+        "exc", cfg.n_neurons, LIF(tau_mem=cfg.tau_mem, tau_syn=5e-3, v_th=1.0, theta_plus=cfg.theta_plus, tau_theta=cfg.tau_theta)
     )
     net.connect("pixels", "exc", rng.uniform(0.0, cfg.w_init_max, (cfg.n_neurons, n_inputs)), rule=wta_rule(cfg), name="ff")
     net.connect("exc", "exc", -cfg.inhibition * (1.0 - np.eye(cfg.n_neurons)), name="inh")
@@ -94,7 +96,6 @@ def present(
     steps: int,
     learn: bool,
     progress: Optional[str] = None,
-    on_batch: Optional[Callable[[int], None]] = None,
 ) -> np.ndarray:
     """Show ``images`` ``(n, n_inputs)`` in [0, 1], ``sim.replicas`` at a time, for ``steps`` each.
 
@@ -105,16 +106,17 @@ def present(
     n = len(images)
     counts = np.zeros((n, sim.network.populations["exc"].n), dtype=np.float32)
     sim.learning = learn
+    bar = tqdm(total=n, desc=progress, disable=progress is None, unit="image")
     try:
-        for start in tqdm(range(0, n, r), desc=progress, disable=progress is None, unit="batch"):
+        for start in range(0, n, r):
             chunk = images[start : start + r]
             values = np.zeros((r, images.shape[1]), dtype=np.float32)
             values[: len(chunk)] = chunk  # a short last batch is padded with blank images
             sim.reset_neurons()
             rec = sim.run(steps, {"pixels": values}, monitors=["exc.spikes"])
             counts[start : start + len(chunk)] = rec["exc.spikes"].sum(0)[: len(chunk)].cpu().numpy()
-            if on_batch is not None:
-                on_batch(start + len(chunk))
+            bar.update(len(chunk))
     finally:
+        bar.close()
         sim.learning = True
     return counts

@@ -43,6 +43,11 @@ def _run(args: argparse.Namespace) -> int:
     if name not in registry:
         print(f"neuro run: unknown experiment {name!r}; known: {', '.join(sorted(registry))}", file=sys.stderr)
         return 2
+    import torch
+
+    # The demo's tensors are small: more threads only add OpenMP spin-waiting, which
+    # slows a step by 10-100x when another process shares the cores.
+    torch.set_num_threads(args.threads)
     out = Path(args.out or Path("out") / name)
     out.mkdir(parents=True, exist_ok=True)
     results = registry[name].load()(out, quick=args.quick, seed=args.seed)
@@ -74,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default out/EXPERIMENT)")
     run.add_argument("--quick", action="store_true", help="a small, fast version (for smoke tests)")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     run.set_defaults(handler=_run)
     info = sub.add_parser("info", help="describe a model file (.h5)")
     info.add_argument("file")

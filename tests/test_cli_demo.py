@@ -1,0 +1,61 @@
+"""The `neuro` command and the main demo (unsupervised STDP WTA on digits)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuro.cli import main
+from neuro.io import load
+
+NEURO = str(Path(sys.executable).parent / "neuro")
+
+
+def test_console_command_help_lists_commands():
+    out = subprocess.run([NEURO, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "run" in out and "info" in out
+
+
+def test_run_list_names_the_demo(capsys):
+    assert main(["run", "--list"]) == 0
+    assert "stdp-wta-digits" in capsys.readouterr().out
+
+
+def test_unknown_experiment_and_missing_file_fail_clearly(capsys, tmp_path):
+    assert main(["run", "no-such-thing"]) == 2
+    assert "unknown experiment 'no-such-thing'" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "missing.h5")]) == 1
+    assert "missing.h5" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The full demo, as `make demo` runs it (about a minute on 2 cores)."""
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["run", "--demo", "--out", str(out)]) == 0
+    return out
+
+
+def test_demo_learning_beats_frozen_random_weights(demo_run):
+    results = json.loads((demo_run / "results.json").read_text())
+    assert results["n_test"] == 360
+    assert results["accuracy_learned"] > results["accuracy_random"] + 0.10
+    assert results["accuracy_learned"] > 0.5  # chance is 0.1
+    curve = results["learning_curve"]["accuracy"]
+    assert curve[0] == results["accuracy_random"] and curve[-1] == results["accuracy_learned"]
+
+
+def test_demo_writes_pictures_and_a_loadable_model(demo_run, capsys):
+    for name in ("receptive_fields.png", "learning_curve.png", "raster_exc.png"):
+        data = (demo_run / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    sim = load(demo_run / "model.h5")
+    w = sim.weights("ff").numpy()
+    assert w.shape == (100, 64) and np.isfinite(w).all()
+    # Learning shaped the weights: they no longer look like the uniform initial ones.
+    assert w.std() > 0.15
+    assert main(["info", str(demo_run / "model.h5")]) == 0
+    text = capsys.readouterr().out
+    assert "exc" in text and "competitive_stdp" in text
