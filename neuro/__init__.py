@@ -44,6 +44,7 @@ from neuro.expr import (
 from neuro.graph import InputPopulation, Network, Population, Projection
 from neuro.neurons import IAF, LIF
 from neuro.rule import LearningRule, Term, Trace, expand_terms
+from neuro.io import ModelFileError, describe, load, save
 from neuro import standard_rules
 
 __version__ = "0.1.0"

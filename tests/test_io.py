@@ -1,0 +1,263 @@
+"""Model files: exact resumption, round trips, atomic writes and clear errors on bad files."""
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from neuro import LIF, LearningRule, Network, PoissonEncoder, Simulator, standard_rules
+from neuro.io import FORMAT, ModelFileError, describe, load, save
+
+R = 3
+MONITORS = [
+    "exc.spikes",
+    "exc.v",
+    "out.spikes",
+    "out.v",
+    "ff.w",
+    "ff.x1",
+    "ff.y1",
+    "rew.w",
+    "rew.t",
+    "rew.y2",
+]
+
+
+def build(t_epoch: int = 1) -> Network:
+    """Poisson input -> LIF (STDP) with static inhibitory recurrence, and a reward-modulated projection."""
+    rng = np.random.default_rng(1)
+    net = Network(dt=1e-3, name="io_test")
+    net.input("inp", 16, PoissonEncoder(max_rate=150.0))
+    net.population("exc", 8, LIF(tau_mem=10e-3, tau_syn=5e-3, theta_plus=0.05, tau_theta=0.1))
+    net.population("out", 5, LIF())
+    net.connect("inp", "exc", rng.uniform(0.2, 0.8, (8, 16)), standard_rules.stdp(t_epoch=t_epoch), name="ff")
+    # per-replica (R, post, pre) static inhibition
+    net.connect("exc", "exc", -rng.uniform(0.0, 0.4, (R, 8, 8)), name="inh")
+    net.connect(
+        "inp",
+        "out",
+        rng.uniform(0.2, 0.8, (R, 5, 16)),
+        standard_rules.reward_modulated_stdp(a_plus=0.05, a_minus=0.04, t_epoch=t_epoch),
+        name="rew",
+    )
+    return net
+
+
+def drive(steps: int, offset: int):
+    """Held input rates and a per-step reward sequence (steps, R, 5) that changes sign."""
+    rates = torch.linspace(0.2, 1.0, 16).expand(R, 16)
+    k = torch.arange(offset, offset + steps, dtype=torch.float32)
+    reward = torch.sin(k / 7.0)[:, None, None].expand(steps, R, 5).contiguous()
+    return {"inp": rates}, {"out": reward}
+
+
+def run(sim: Simulator, steps: int, offset: int):
+    inputs, third = drive(steps, offset)
+    return sim.run(steps, inputs=inputs, third_factors=third, monitors=MONITORS)
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    sim = Simulator(build(), replicas=R, seed=3)
+    run(sim, 40, 0)
+    path = tmp_path / "model.h5"
+    save(path, sim, metadata={"dataset": "synthetic", "epochs": 1})
+    return path
+
+
+@pytest.mark.parametrize("t_epoch", [1, 4])  # 4 does not divide 150: saved mid-epoch
+def test_save_load_continue_is_identical_to_an_uninterrupted_run(tmp_path, t_epoch):
+    straight = Simulator(build(t_epoch), replicas=R, seed=7)
+    whole = run(straight, 300, 0)
+
+    first = Simulator(build(t_epoch), replicas=R, seed=7)
+    a = run(first, 150, 0)
+    path = tmp_path / "mid.h5"
+    save(path, first)
+    resumed = load(path)
+    assert resumed.time_step == 150 and resumed.dtype == torch.float32 and resumed.replicas == R
+    b = run(resumed, 150, 150)
+
+    for m in MONITORS:
+        joined = torch.cat([a[m], b[m]])
+        assert torch.equal(joined, whole[m]), m
+    # the run was not trivial: spikes, learning, tags and the reward all mattered
+    assert whole["exc.spikes"].sum() > 0 and whole["out.spikes"].sum() > 0
+    assert not torch.equal(whole["ff.w"][0], whole["ff.w"][-1])
+    assert whole["rew.t"].abs().max() > 0
+    assert not torch.equal(whole["rew.w"][0], whole["rew.w"][-1])
+    # and every piece of state, RNG included, is bit-identical at the end
+    s1, s2 = straight.state_dict(), resumed.state_dict()
+    assert s1.keys() == s2.keys()
+    for k in s1:
+        assert np.array_equal(s1[k], s2[k]), k
+
+
+def test_file_round_trips_rules_network_and_settings(tmp_path, model_file):
+    net = build()
+    with h5py.File(model_file, "r") as f:
+        assert f.attrs["format"].decode() == FORMAT and f.attrs["format_version"] == 1
+        data = json.loads(f["network"].asstr()[()])
+        assert data == json.loads(json.dumps(net.to_data()))
+        for p in data["projections"]:
+            original = net.projections[p["name"]].rule
+            if original is None:
+                assert p["rule"] is None
+            else:
+                assert LearningRule.from_data(p["rule"]) == original
+        for name, proj in net.projections.items():
+            assert np.array_equal(f["initial_weights"][name][()], proj.weights)
+        assert json.loads(f["metadata"].asstr()[()]) == {"dataset": "synthetic", "epochs": 1}
+    sim = load(model_file, dtype=torch.float64)
+    assert sim.dtype == torch.float64 and sim.seed == 3 and sim.time_step == 40
+    assert sim.weights("inh").shape == (R, 8, 8) and sim.weights("ff").shape == (8, 16)
+    assert sim.network.to_data() == net.to_data()
+    for name, proj in net.projections.items():
+        assert np.array_equal(sim.network.projections[name].weights, proj.weights)
+
+
+def _leftovers(directory):
+    return sorted(p.name for p in directory.iterdir() if p.name != "model.h5")
+
+
+def test_failed_save_leaves_the_existing_file_intact_and_no_temp_files(tmp_path, model_file, monkeypatch):
+    before = model_file.read_bytes()
+    sim = Simulator(build(), replicas=R, seed=3)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    # fails while the temporary file is being written ...
+    monkeypatch.setattr(sim, "state_dict", boom)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        save(model_file, sim)
+    assert model_file.read_bytes() == before and _leftovers(tmp_path) == []
+    monkeypatch.undo()
+
+    # ... and after it was completely written, at the rename
+    monkeypatch.setattr("neuro.io.os.replace", boom)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        save(model_file, sim)
+    monkeypatch.undo()
+    assert model_file.read_bytes() == before and _leftovers(tmp_path) == []
+    assert load(model_file).time_step == 40
+
+    # bad metadata is refused before any file is created
+    with pytest.raises(ValueError, match="metadata"):
+        save(tmp_path / "other.h5", sim, metadata={"x": float("nan")})
+    assert _leftovers(tmp_path) == []
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelFileError, match="no such file") as e:
+        load(tmp_path / "nope.h5")
+    assert "nope.h5" in str(e.value)
+
+
+def test_text_file(tmp_path):
+    path = tmp_path / "notes.h5"
+    path.write_text("this is not a model\n")
+    with pytest.raises(ModelFileError, match="not an HDF5 file"):
+        load(path)
+    with pytest.raises(ModelFileError, match="not an HDF5 file"):
+        describe(path)
+
+
+def test_truncated_file(tmp_path, model_file):
+    data = model_file.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="damaged or truncated") as e:
+        load(cut)
+    assert "cut.h5" in str(e.value)
+
+
+def test_foreign_hdf5_file(tmp_path):
+    path = tmp_path / "foreign.h5"
+    with h5py.File(path, "w") as f:
+        f["weights"] = np.ones((3, 3))
+    with pytest.raises(ModelFileError, match="not a neuro model file.*no format marker"):
+        load(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["format"] = "someone.else"
+    with pytest.raises(ModelFileError, match="format marker 'someone.else'"):
+        load(path)
+
+
+def test_wrong_format_version(model_file):
+    with h5py.File(model_file, "r+") as f:
+        f.attrs["format_version"] = 99
+    with pytest.raises(ModelFileError, match="unsupported format_version 99"):
+        load(model_file)
+
+
+def test_nan_in_weights_names_the_dataset(model_file):
+    with h5py.File(model_file, "r+") as f:
+        w = f["state/synapses/ff/w"]
+        w[0, 0, 0] = np.nan
+    with pytest.raises(ModelFileError, match=r"'/state/synapses/ff/w' contains NaN"):
+        load(model_file)
+    with pytest.raises(ModelFileError, match=r"'/state/synapses/ff/w' contains NaN"):
+        describe(model_file)
+
+
+def test_missing_dataset_and_wrong_types(model_file):
+    with h5py.File(model_file, "r+") as f:
+        del f["state/plasticity/rew/x"]
+    with pytest.raises(ModelFileError, match=r"missing dataset '/state/plasticity/rew/x'"):
+        load(model_file)
+    with h5py.File(model_file, "r+") as f:
+        f["state/plasticity/rew/x"] = np.array([b"a", b"b"], dtype=object)  # strings, not numbers
+    with pytest.raises(ModelFileError, match=r"'/state/plasticity/rew/x' must be a numeric array"):
+        load(model_file)
+
+
+def test_malformed_json_and_rule_data(model_file):
+    with h5py.File(model_file, "r") as f:
+        data = json.loads(f["network"].asstr()[()])
+    with h5py.File(model_file, "r+") as f:
+        del f["network"]
+        f.create_dataset("network", data="{not json", dtype=h5py.string_dtype())
+    with pytest.raises(ModelFileError, match="'/network' is not valid JSON"):
+        load(model_file)
+
+    data["projections"][0]["rule"]["dw"] = {"op": "__import__", "args": []}
+    with h5py.File(model_file, "r+") as f:
+        del f["network"]
+        f.create_dataset("network", data=json.dumps(data), dtype=h5py.string_dtype())
+    with pytest.raises(ModelFileError, match="malformed rule data") as e:
+        load(model_file)
+    assert "model.h5" in str(e.value)
+
+
+def test_describe_summarizes_the_model(model_file):
+    text = describe(model_file)
+    for expected in (
+        "format: neuro.model version 1",
+        "replicas = 3",
+        "inp: 16 neurons, input, PoissonEncoder(max_rate=150)",
+        "exc: 8 neurons, LIF(",
+        "out: 5 neurons",
+        "ff: inp -> exc, weights 8x16 (shared by all replicas)",
+        "inh: exc -> exc, weights 3x8x8 (per replica)",
+        "stdp_additive",
+        "reward_modulated_stdp",
+        "static",
+        "time step reached: 40 steps = 0.04 s",
+        "dataset: \"synthetic\"",
+    ):
+        assert expected in text, (expected, text)
+
+
+def test_generator_state_from_another_device_is_reseeded_with_a_warning(model_file):
+    # As if saved on CUDA: a CUDA generator's state is 16 bytes (seed, offset).
+    with h5py.File(model_file, "r+") as f:
+        f["settings"].attrs["rng_device"] = "cuda"
+        del f["state/rng_state"]
+        f["state/rng_state"] = np.zeros(16, dtype=np.uint8)
+    with pytest.warns(RuntimeWarning, match="reseeded with seed 3"):
+        sim = load(model_file)
+    assert sim.time_step == 40
+    run(sim, 5, 40)  # the generator works
