@@ -10,6 +10,16 @@ from neuro.expr import Param, t, u, w, x0, x1, y0, y1, y2
 from neuro.rule import LearningRule, Trace
 
 
+def _pair_term():
+    """The pair-based STDP update: potentiate on post spikes, depress on pre spikes."""
+    return Param("a_plus") * y0 * x1 - Param("a_minus") * x0 * y1
+
+
+def _modulated_traces(tau_plus: float, tau_minus: float) -> dict:
+    """Spike traces for the pair term and ``y2`` driven by the post population's third factor."""
+    return {"x1": Trace(1.0, tau_plus), "y1": Trace(1.0, tau_minus), "y2": Trace(driven_by="third_factor")}
+
+
 def stdp(
     a_plus: float = 0.01,
     a_minus: float = 0.0105,
@@ -35,7 +45,7 @@ def stdp(
             raise ValueError("multiplicative STDP needs finite w_min and w_max")
         dw = eta_p * y0 * x1 * (w_max - w) - eta_m * x0 * y1 * (w - w_min)
     else:
-        dw = eta_p * y0 * x1 - eta_m * x0 * y1
+        dw = _pair_term()
     return LearningRule(
         dw=dw,
         traces={"x1": Trace(impulse, tau_plus), "y1": Trace(impulse, tau_minus)},
@@ -67,13 +77,9 @@ def reward_modulated_stdp(
     ``RewardModulatedSTDP``.
     """
     return LearningRule(
-        dt=Param("a_plus") * y0 * x1 - Param("a_minus") * x0 * y1 - Param("eligibility_decay") * u * t,
+        dt=_pair_term() - Param("eligibility_decay") * u * t,
         dw=Param("learning_rate") * u * t * y2,
-        traces={
-            "x1": Trace(1.0, tau_plus),
-            "y1": Trace(1.0, tau_minus),
-            "y2": Trace(driven_by="third_factor"),
-        },
+        traces=_modulated_traces(tau_plus, tau_minus),
         t_epoch=t_epoch,
         w_min=w_min,
         w_max=w_max,
@@ -98,12 +104,8 @@ def modulated_stdp(
 ) -> LearningRule:
     """Three-factor rule without a tag: STDP whose sign and size a third factor ``y2`` sets."""
     return LearningRule(
-        dw=Param("a_plus") * y0 * x1 * y2 - Param("a_minus") * x0 * y1 * y2,
-        traces={
-            "x1": Trace(1.0, tau_plus),
-            "y1": Trace(1.0, tau_minus),
-            "y2": Trace(driven_by="third_factor"),
-        },
+        dw=_pair_term() * y2,
+        traces=_modulated_traces(tau_plus, tau_minus),
         t_epoch=t_epoch,
         w_min=w_min,
         w_max=w_max,
