@@ -1,0 +1,236 @@
+"""Compile a :class:`neuro.Network` to a Lava process graph and run it on Lava's simulator.
+
+Mapping (each checked against the torch engine in tests/test_lava_export.py):
+
+* input population -> ``RingBuffer`` replaying its spikes (encoded inputs are
+  drawn exactly as :class:`neuro.Simulator` draws them for the same seed);
+* :class:`~neuro.LIF` -> Lava ``LIF`` with ``du = dt/tau_syn``, ``dv = dt/tau_mem``.
+  Lava integrates ``v += u`` where Norse integrates ``v += dv * i``, so Lava's
+  voltage is ours divided by ``dv``: the threshold becomes ``v_th / dv`` and
+  the leak potential the bias ``v_leak``; weights are unchanged;
+* :class:`~neuro.IAF` -> Lava ``LIF`` with ``du = 1`` (no current memory), ``dv = 0``;
+* a static projection -> ``Dense``; a plastic one -> ``LearningDense`` with the
+  rule lowered by :mod:`export.loihi_rules`, fed the post population's spikes
+  as back-propagating action potentials.
+
+Both sides deliver a spike one step after it is emitted and learn after the
+spiking phase, so with ``Loihi2SimCfg(select_tag="floating_pt")`` spikes are
+identical and weights agree to float rounding.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from typing import Dict, Iterable, Mapping, Optional
+
+import numpy as np
+import torch
+
+from neuro import IAF, LIF, InputPopulation, Network, Recording, Simulator
+from neuro.engine import TensorLike
+
+
+def _prepare_lava_import() -> None:
+    """Let Lava set its 'fork' start method even if something already fixed the default context.
+
+    Lava calls ``multiprocessing.set_start_method('fork')`` at import, which fails
+    once any multiprocessing lock exists (tqdm creates one for its first bar). A
+    context that already is 'fork' is what Lava asks for, so unfixing it is safe.
+    """
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    ctx = multiprocessing.context._default_context
+    if ctx._actual_context is not None:
+        if ctx._actual_context.get_start_method() != "fork":
+            raise LavaExportError(
+                f"Lava needs the 'fork' multiprocessing start method; this process uses "
+                f"{ctx._actual_context.get_start_method()!r}"
+            )
+        ctx._actual_context = None
+
+
+class LavaExportError(ValueError):
+    """The network uses something the Lava back-end cannot express; the message says what."""
+
+
+def encoded_inputs(
+    network: Network, steps: int, inputs: Mapping[str, TensorLike], seed: int = 0
+) -> Dict[str, np.ndarray]:
+    """Input spikes ``(steps, N)`` per input population, exactly as ``Simulator(seed=seed)`` draws them."""
+    sim = Simulator(_inputs_only(network), replicas=1, dtype=torch.float64, seed=seed)
+    names = [p.name for p in network.populations.values() if isinstance(p, InputPopulation)]
+    rec = sim.run(steps, inputs, monitors=[f"{n}.spikes" for n in names])
+    return {n: rec[f"{n}.spikes"][:, 0].numpy() for n in names}
+
+
+def _inputs_only(network: Network) -> Network:
+    # Encoders draw from the generator in population order, whatever else the net holds.
+    net = Network(dt=network.dt)
+    for p in network.populations.values():
+        if isinstance(p, InputPopulation):
+            net.input(p.name, p.n, p.encoder)
+    return net
+
+
+def _lif_params(name: str, pop, dt: float) -> Dict[str, float]:
+    """Lava LIF parameters for our neuron model, and ``v_scale`` = our volts per Lava volt."""
+    m = pop.model
+    if m.v_reset != 0.0:
+        raise LavaExportError(f"population {name!r}: Lava's LIF resets to 0, got v_reset={m.v_reset}")
+    if isinstance(m, LIF):
+        if m.theta_plus != 0.0:
+            raise LavaExportError(
+                f"population {name!r}: Lava's LIF has no adaptive threshold (theta_plus={m.theta_plus})"
+            )
+        dv, du = dt / m.tau_mem, dt / m.tau_syn
+        return dict(du=du, dv=dv, vth=m.v_th / dv, bias_mant=m.v_leak, u=0.0, v=m.v_leak / dv, v_scale=dv)
+    if isinstance(m, IAF):
+        return dict(du=1.0, dv=0.0, vth=m.v_th, bias_mant=0.0, u=0.0, v=0.0, v_scale=1.0)
+    raise LavaExportError(f"population {name!r}: no Lava process for {type(m).__name__}")
+
+
+def _post_factor_specs(network: Network, post: str, dt: float) -> Dict[str, tuple]:
+    """What the post neuron must send as y1..y3 for the three-factor rules projecting onto it."""
+    specs: Dict[str, tuple] = {}
+    for proj in network.incoming(post):
+        rule = proj.rule
+        if rule is None or not any(tr.driven_by for tr in rule.traces.values()):
+            continue
+        for name in ("y1", "y2", "y3"):
+            tr = rule.traces.get(name)
+            if tr is None:
+                continue
+            if tr.driven_by is None and rule.t_epoch != 1:
+                raise LavaExportError(
+                    f"projection {proj.name!r}: with a driven post trace Loihi reads every post trace "
+                    f"from the neuron at the epoch's end, which equals a spike trace {name} only for "
+                    f"t_epoch=1 (got {rule.t_epoch})"
+                )
+            spec = ("driven", tr.driven_by) if tr.driven_by else ("spike", tr.decay(dt), tr.impulse)
+            if specs.setdefault(name, spec) != spec:
+                raise LavaExportError(
+                    f"population {post!r}: its incoming rules need different {name} traces ({specs[name]} vs {spec}); "
+                    "a Loihi neuron sends one value per trace"
+                )
+    return specs
+
+
+def _sequence(values: TensorLike, steps: int, n: int, name: str) -> np.ndarray:
+    v = np.asarray(torch.as_tensor(values, dtype=torch.float64))
+    if v.shape == (n,):
+        return np.broadcast_to(v, (steps, n)).copy()
+    if v.shape == (steps, n):
+        return v.copy()
+    raise LavaExportError(f"third factor for {name!r}: expected shape ({n},) or ({steps}, {n}), got {v.shape}")
+
+
+def run_lava(
+    network: Network,
+    steps: int,
+    inputs: Optional[Mapping[str, TensorLike]] = None,
+    monitors: Iterable[str] = (),
+    third_factors: Optional[Mapping[str, TensorLike]] = None,
+    seed: int = 0,
+    select_tag: str = "floating_pt",
+) -> Recording:
+    """Build the Lava graph of ``network``, run ``steps`` steps, return monitors like ``Simulator.run``.
+
+    One replica (Lava has no batch dimension). ``inputs``, ``third_factors``
+    (held ``(N,)`` or per step ``(steps, N)``) and ``monitors`` have the meaning
+    they have in :meth:`neuro.Simulator.run`; recorded arrays have
+    shape ``(steps, 1, ...)``. Monitors: ``pop.spikes``, ``pop.v``, ``pop.i``,
+    ``proj.w``, ``proj.t``, ``proj.d``.
+    """
+    _prepare_lava_import()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.dense.process import Dense, LearningDense
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.monitor.process import Monitor
+
+    from export.loihi_rules import to_loihi_rule
+
+    from lava.proc.lif.process import LIF as LavaLIF
+
+    from export.lava_models import FactorLIF
+
+    dt = network.dt
+    spikes = encoded_inputs(network, steps, inputs or {}, seed)
+    third_factors = dict(third_factors or {})
+    procs, scale, factor_sources = {}, {}, []
+    for name, pop in network.populations.items():
+        if isinstance(pop, InputPopulation):
+            procs[name] = RingBuffer(data=spikes[name].T.copy())
+            continue
+        params = _lif_params(name, pop, dt)
+        scale[name] = params.pop("v_scale")
+        specs = _post_factor_specs(network, name, dt)
+        if specs:
+            uses_tf = any(spec == ("driven", "third_factor") for spec in specs.values())
+            procs[name] = FactorLIF(
+                shape=(pop.n,), traces=specs, v_scale=scale[name], third_factor=uses_tf, name=name, **params
+            )
+            if uses_tf:
+                if name not in third_factors:
+                    raise LavaExportError(f"population {name!r} needs a third factor: pass third_factors[{name!r}]")
+                factor_sources.append((name, _sequence(third_factors.pop(name), steps, pop.n, name)))
+        else:
+            procs[name] = LavaLIF(shape=(pop.n,), name=name, **params)
+    if third_factors:
+        raise LavaExportError(f"third factors given for populations that use none: {sorted(third_factors)}")
+    for name, seq in factor_sources:
+        src = RingBuffer(data=seq.T.copy())
+        src.s_out.connect(procs[name].a_third_factor_in)
+    conns = {}
+    for name, proj in network.projections.items():
+        if proj.weights.ndim != 2:
+            raise LavaExportError(f"projection {name!r}: Lava runs one replica; weights must be (post, pre)")
+        if proj.rule is None:
+            conn = Dense(weights=proj.weights.copy(), name=name)
+        else:
+            lowered = to_loihi_rule(proj.rule, dt)
+            conn = LearningDense(
+                weights=proj.weights.copy(), learning_rule=lowered.rule, sign_mode=lowered.sign_mode, name=name
+            )
+            post = procs[proj.post]
+            if isinstance(post, FactorLIF):
+                post.s_out_bap.connect(conn.s_in_bap)
+                if lowered.three_factor:
+                    for k in ("y1", "y2", "y3"):
+                        getattr(post, f"s_out_{k}").connect(getattr(conn, f"s_in_{k}"))
+            else:
+                post.s_out.connect(conn.s_in_bap)
+        procs[proj.pre].s_out.connect(conn.s_in)
+        conn.a_out.connect(procs[proj.post].a_in)
+        conns[name] = conn
+
+    probes = {}
+    for m in monitors:
+        target, _, var = m.partition(".")
+        mon = Monitor()
+        if target in network.populations and var == "spikes":
+            mon.probe(procs[target].s_out, steps)
+            probes[m] = (mon, procs[target].name, "s_out", 1.0)
+        elif target in scale and var in ("v", "i"):
+            lava_var = "v" if var == "v" else "u"
+            mon.probe(getattr(procs[target], lava_var), steps)
+            # Lava's v and u are ours divided by dv (see the module docstring).
+            probes[m] = (mon, procs[target].name, lava_var, scale[target])
+        elif target in conns and var in ("w", "t", "d"):
+            lava_var = {"w": "weights", "t": "tag_1", "d": "tag_2"}[var]
+            mon.probe(getattr(conns[target], lava_var), steps)
+            probes[m] = (mon, conns[target].name, lava_var, 1.0)
+        else:
+            raise LavaExportError(f"cannot monitor {m!r} on Lava: use pop.spikes, pop.v, pop.i, proj.w, proj.t, proj.d")
+
+    anchor = next(iter(procs.values()))
+    out = Recording()
+    try:
+        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag=select_tag))
+        for m, (mon, pname, var, factor) in probes.items():
+            data = np.asarray(mon.get_data()[pname][var], dtype=np.float64) * factor
+            out.data[m] = torch.as_tensor(data)[:, None]
+            out.steps[m] = list(range(1, steps + 1))
+    finally:
+        anchor.stop()
+    return out
