@@ -54,10 +54,17 @@ class LavaExportError(ValueError):
 
 
 def encoded_inputs(
-    network: Network, steps: int, inputs: Mapping[str, TensorLike], seed: int = 0
+    network: Network,
+    steps: int,
+    inputs: Mapping[str, TensorLike],
+    seed: int = 0,
+    generator_state: Optional[torch.Tensor] = None,
 ) -> Dict[str, np.ndarray]:
-    """Input spikes ``(steps, N)`` per input population, exactly as ``Simulator(seed=seed)`` draws them."""
+    """Input spikes ``(steps, N)`` per input population, exactly as ``Simulator(seed=seed)``
+    (or a simulator whose generator is in ``generator_state``) draws them."""
     sim = Simulator(_inputs_only(network), replicas=1, dtype=torch.float64, seed=seed)
+    if generator_state is not None:
+        sim.generator.set_state(generator_state)
     names = [p.name for p in network.populations.values() if isinstance(p, InputPopulation)]
     rec = sim.run(steps, inputs, monitors=[f"{n}.spikes" for n in names])
     return {n: rec[f"{n}.spikes"][:, 0].numpy() for n in names}
@@ -115,6 +122,32 @@ def _post_factor_specs(network: Network, post: str, dt: float) -> Dict[str, tupl
     return specs
 
 
+def _start_state(network: Network, initial: Optional[Simulator]) -> Dict[str, np.ndarray]:
+    """The state to start Lava from: the network's initial weights, or where ``initial`` stopped.
+
+    Keys as in :meth:`Simulator.state_dict`, replica 0, float64.
+    """
+    if initial is None:
+        return {f"synapses/{p.name}/w": p.weights for p in network.projections.values()}
+    if initial.network is not network:
+        raise LavaExportError("initial: the simulator must simulate this very network")
+    if initial.replicas != 1:
+        raise LavaExportError(f"initial: Lava runs one replica, the simulator has {initial.replicas}")
+    for name, rule in initial.rules.items():
+        period = rule.rule.t_epoch * 2 ** rule.rule.u_exponent
+        if initial.time_step % period:
+            raise LavaExportError(
+                f"initial: projection {name!r} is mid-epoch (step {initial.time_step}); Lava starts a new "
+                f"epoch (and u's decimation count) at its step 1, so continue at a multiple of {period} steps"
+            )
+    return {k: np.asarray(v, dtype=np.float64)[0] if np.ndim(v) > 0 else v for k, v in initial.state_dict().items()}
+
+
+def _set_initial(var, value) -> None:
+    if value is not None:
+        var.init = np.asarray(value, dtype=np.float64).copy()
+
+
 def _sequence(values: TensorLike, steps: int, n: int, name: str) -> np.ndarray:
     v = np.asarray(torch.as_tensor(values, dtype=torch.float64))
     if v.shape == (n,):
@@ -132,13 +165,17 @@ def run_lava(
     third_factors: Optional[Mapping[str, TensorLike]] = None,
     seed: int = 0,
     select_tag: str = "floating_pt",
+    initial: Optional[Simulator] = None,
 ) -> Recording:
     """Build the Lava graph of ``network``, run ``steps`` steps, return monitors like ``Simulator.run``.
 
     One replica (Lava has no batch dimension). ``inputs``, ``third_factors``
     (held ``(N,)`` or per step ``(steps, N)``) and ``monitors`` have the meaning
     they have in :meth:`neuro.Simulator.run`; recorded arrays have
-    shape ``(steps, 1, ...)``. Monitors: ``pop.spikes``, ``pop.v``, ``pop.i``,
+    shape ``(steps, 1, ...)``. With ``initial`` (a one-replica simulator of
+    ``network`` stopped at an epoch boundary) Lava continues exactly where the
+    torch run stopped: weights, tags, traces, neuron state, in-flight synaptic
+    input and the encoders' random generator. Monitors: ``pop.spikes``, ``pop.v``, ``pop.i``,
     ``proj.w``, ``proj.t``, ``proj.d``.
     """
     _prepare_lava_import()
@@ -155,7 +192,10 @@ def run_lava(
     from export.lava_models import FactorLIF
 
     dt = network.dt
-    spikes = encoded_inputs(network, steps, inputs or {}, seed)
+    start = _start_state(network, initial)
+    spikes = encoded_inputs(
+        network, steps, inputs or {}, seed, None if initial is None else initial.generator.get_state()
+    )
     third_factors = dict(third_factors or {})
     procs, scale, factor_sources = {}, {}, []
     for name, pop in network.populations.items():
@@ -164,6 +204,11 @@ def run_lava(
             continue
         params = _lif_params(name, pop, dt)
         scale[name] = params.pop("v_scale")
+        if f"neurons/{name}/v" in start:
+            # Lava's v is ours / v_scale; its u is the current before this step's decay.
+            params["v"] = start[f"neurons/{name}/v"] / scale[name]
+            if f"neurons/{name}/i" in start:  # LIF; an IAF keeps no current
+                params["u"] = start[f"neurons/{name}/i"] / (1.0 - params["du"])
         specs = _post_factor_specs(network, name, dt)
         if specs:
             uses_tf = any(spec == ("driven", "third_factor") for spec in specs.values())
@@ -185,13 +230,24 @@ def run_lava(
     for name, proj in network.projections.items():
         if proj.weights.ndim != 2:
             raise LavaExportError(f"projection {name!r}: Lava runs one replica; weights must be (post, pre)")
+        weights = np.asarray(start[f"synapses/{name}/w"], dtype=np.float64).copy()
         if proj.rule is None:
-            conn = Dense(weights=proj.weights.copy(), name=name)
+            conn = Dense(weights=weights, name=name)
         else:
             lowered = to_loihi_rule(proj.rule, dt)
-            conn = LearningDense(
-                weights=proj.weights.copy(), learning_rule=lowered.rule, sign_mode=lowered.sign_mode, name=name
-            )
+            conn = LearningDense(weights=weights, learning_rule=lowered.rule, sign_mode=lowered.sign_mode, name=name)
+            plastic = f"plasticity/{name}/"
+            if plastic + "x" in start:
+                for k, trace in enumerate(("x1", "x2")):
+                    _set_initial(getattr(conn, trace), start[plastic + "x"][k])
+                if not lowered.three_factor:
+                    for k, trace in enumerate(("y1", "y2", "y3")):
+                        _set_initial(getattr(conn, trace), start[plastic + "y"][k])
+                _set_initial(conn.tag_1, start.get(f"synapses/{name}/t"))
+                _set_initial(conn.tag_2, start.get(f"synapses/{name}/d"))
+                if isinstance(procs[proj.post], FactorLIF):
+                    for k, trace in enumerate(("y1", "y2", "y3")):
+                        _set_initial(getattr(procs[proj.post], trace), start[plastic + "y"][k])
             post = procs[proj.post]
             if isinstance(post, FactorLIF):
                 post.s_out_bap.connect(conn.s_in_bap)
@@ -200,6 +256,7 @@ def run_lava(
                         getattr(post, f"s_out_{k}").connect(getattr(conn, f"s_in_{k}"))
             else:
                 post.s_out.connect(conn.s_in_bap)
+        _set_initial(conn.a_buff, start.get(f"buffers/{name}"))
         procs[proj.pre].s_out.connect(conn.s_in)
         conn.a_out.connect(procs[proj.post].a_in)
         conns[name] = conn

@@ -132,3 +132,32 @@ def test_other_export_errors():
         run_lava(network(standard_rules.modulated_stdp(a_plus=2**-4, a_minus=2**-5)), 5, {"inp": np.ones(20)})
     with pytest.raises(LavaExportError, match="cannot monitor"):
         run_lava(network(STDP_EXACT), 5, {"inp": np.ones(20)}, monitors=["ff.x1"])
+
+
+@pytest.mark.parametrize("rule", [STDP_EXACT, standard_rules.reward_modulated_stdp(a_plus=2**-3, a_minus=2**-3, eligibility_decay=2**-3, learning_rate=2**-2)], ids=["stdp", "r_stdp"])
+def test_lava_continues_exactly_where_torch_stopped(rule):
+    """Train in torch, hand the state to Lava, keep learning there: same as torch all along."""
+    net = network(rule)
+    values = np.random.default_rng(1).uniform(0, 1, 20)
+    reward = {"out": np.sin(np.arange(2 * STEPS) / 40.0)[:, None] * np.ones((1, 8))} if rule.dt is not None else None
+    first = {k: v[:STEPS] for k, v in reward.items()} if reward else None
+    second = {k: v[STEPS:] for k, v in reward.items()} if reward else None
+    monitors = ["out.spikes", "ff.w"]
+    straight = Simulator(net, dtype=torch.float64, seed=4).run(
+        2 * STEPS, {"inp": values}, third_factors=reward and {"out": torch.as_tensor(reward["out"])[:, None]}, monitors=monitors
+    )
+    torch_part = Simulator(net, dtype=torch.float64, seed=4)
+    torch_part.run(STEPS, {"inp": values}, third_factors=first and {"out": torch.as_tensor(first["out"])[:, None]})
+    lava = run_lava(net, STEPS, {"inp": values}, monitors=monitors, third_factors=second, initial=torch_part)
+    np.testing.assert_array_equal(lava["out.spikes"].numpy(), straight["out.spikes"][STEPS:].numpy())
+    np.testing.assert_allclose(lava["ff.w"].numpy(), straight["ff.w"][STEPS:].numpy(), rtol=1e-5, atol=1e-9)
+    assert lava["out.spikes"].sum() > 100
+
+
+def test_continuation_mid_epoch_is_refused():
+    rule = LearningRule(dw=STDP_EXACT.dw, traces=STDP_EXACT.traces, w_min=0.0, t_epoch=4)
+    net = network(rule)
+    sim = Simulator(net, dtype=torch.float64)
+    sim.run(10, {"inp": np.ones(20)})
+    with pytest.raises(LavaExportError, match="mid-epoch"):
+        run_lava(net, 5, {"inp": np.ones(20)}, initial=sim)

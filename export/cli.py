@@ -1,0 +1,88 @@
+"""``neuro export``: run a saved model on Lava's simulator, or write its NIR graph.
+
+Registered as a ``neuro.commands`` entry point, so the core CLI never imports ``export/``.
+
+* ``neuro export --to lava MODEL.h5 --steps N`` continues the saved run on Lava
+  (floating point) and, side by side, in the torch engine, from the same state,
+  and reports whether spikes and weights agree. Inputs of input populations
+  are constant values (``--input NAME=VALUE`` or ``NAME=FILE.npy`` holding
+  ``(N,)`` values for an encoder, ``(steps, N)`` spikes without one).
+* ``neuro export --to nir MODEL.h5 -o GRAPH.nir`` writes the inference graph
+  with the current weights (NIR has no plasticity: the rules stay in MODEL.h5).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+import torch
+
+
+def _parse_inputs(items, network) -> Dict[str, np.ndarray]:
+    inputs = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or name not in network.populations:
+            raise ValueError(f"--input {item!r}: use NAME=VALUE or NAME=FILE.npy with an input population name")
+        if value.endswith(".npy"):
+            inputs[name] = np.load(value, allow_pickle=False)
+        else:
+            inputs[name] = np.full(network.populations[name].n, float(value))
+    return inputs
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from neuro.io import ModelFileError, load
+
+    try:
+        sim = load(args.model, dtype=torch.float64)
+    except ModelFileError as e:
+        print(f"neuro export: {e}", file=sys.stderr)
+        return 1
+    net = sim.network
+    if args.to == "nir":
+        from export.nir import write_nir
+
+        out = Path(args.output or Path(args.model).with_suffix(".nir"))
+        write_nir(out, sim)
+        print(f"wrote NIR graph {out} (inference only; the plasticity rules stay in {args.model})")
+        return 0
+
+    from export.lava import LavaExportError, run_lava
+
+    try:
+        inputs = _parse_inputs(args.input, net)
+        monitors = [f"{p}.spikes" for p in net.populations] + [f"{p}.w" for p in net.projections]
+        # Torch first on a copy of the state, then Lava from the state the file holds.
+        reference = load(args.model, dtype=torch.float64)
+        ours = reference.run(args.steps, inputs, monitors=monitors)
+        lava = run_lava(net, args.steps, inputs, monitors=monitors, seed=sim.seed, initial=sim)
+    except (LavaExportError, ValueError) as e:
+        print(f"neuro export: {e}", file=sys.stderr)
+        return 1
+    worst = 0
+    for m in monitors:
+        a, b = ours[m].numpy(), lava[m].numpy()
+        diff = int(np.abs(a - b).sum()) if m.endswith(".spikes") else float(np.abs(a - b).max())
+        kind = "spike mismatches" if m.endswith(".spikes") else "max |weight difference|"
+        print(f"{m:30s} {kind}: {diff:g}")
+        if m.endswith(".w"):
+            worst = max(worst, diff / max(float(np.abs(b).max()), 1e-12) > 1e-5)
+        elif diff:
+            worst = 1
+    print(f"Lava floating_pt ran {args.steps} steps from step {sim.time_step}: "
+          + ("agrees with the torch engine" if not worst else "DIFFERS from the torch engine"))
+    return 0 if not worst else 1
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("export", help="run a model on Lava (compared with torch) or write it as NIR")
+    p.add_argument("model", help="model file (.h5) written by neuro")
+    p.add_argument("--to", choices=("lava", "nir"), required=True)
+    p.add_argument("--steps", type=int, default=500, help="steps to run on Lava (default 500)")
+    p.add_argument("--input", action="append", help="NAME=VALUE or NAME=FILE.npy (repeatable)")
+    p.add_argument("-o", "--output", help="output file for --to nir")
+    p.set_defaults(handler=export_command)

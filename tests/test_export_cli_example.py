@@ -1,0 +1,57 @@
+"""The torch-then-Lava example and the `neuro export` command."""
+import importlib.util
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+
+pytest.importorskip("lava")
+from neuro.cli import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def example_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("torch_then_lava")
+    results = load_example("torch_then_lava").main(out)
+    return out, results
+
+
+def test_example_lava_continues_the_torch_run_exactly(example_out):
+    out, results = example_out
+    assert results["spike_mismatches"] == 0
+    assert results["max_weight_difference"] < 1e-9
+    png = (out / "weights_torch_then_lava.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
+
+
+def test_neuro_export_to_lava_reports_agreement(example_out, capsys):
+    out, _ = example_out
+    assert main(["export", "--to", "lava", str(out / "model.h5"), "--steps", "300", "--input", "inp=0.6"]) == 0
+    text = capsys.readouterr().out
+    assert "agrees with the torch engine" in text and "out.spikes" in text
+
+
+def test_neuro_export_to_nir_writes_a_graph(example_out, tmp_path, capsys):
+    out, _ = example_out
+    target = tmp_path / "graph.nir"
+    assert main(["export", "--to", "nir", str(out / "model.h5"), "-o", str(target)]) == 0
+    graph = nir.read(str(target))
+    linear = [n for n in graph.nodes.values() if isinstance(n, nir.Linear)]
+    assert {tuple(np.shape(n.weight)) for n in linear} == {(8, 20), (8, 8)}
+    assert "plasticity rules stay in" in capsys.readouterr().out
+
+
+def test_neuro_export_bad_input_fails_clearly(example_out, capsys):
+    out, _ = example_out
+    assert main(["export", "--to", "lava", str(out / "model.h5"), "--input", "nope=1"]) == 1
+    assert "--input 'nope=1'" in capsys.readouterr().err
