@@ -47,6 +47,7 @@ from lava.magma.core.learning.product_series import ProductSeries  # noqa: E402
 from lava.magma.core.learning.symbolic_equation import SymbolicEquation  # noqa: E402
 from lava.utils.weightutils import SignMode  # noqa: E402
 
+from export.lava import run_lava  # noqa: E402
 from export.loihi_rules import (  # noqa: E402
     LoihiLoweringError,
     PostTrace,
@@ -272,51 +273,20 @@ STEPS = 500
 N_IN, N_OUT = 16, 6
 
 
-def run_lava(lowered, spikes, w0, third_factor=None, tag=False):
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.dense.process import LearningDense
-    from lava.proc.io.source import RingBuffer
-    from lava.proc.lif.process import LIF as LavaLIF
-    from lava.proc.monitor.process import Monitor
-
-    src = RingBuffer(data=spikes.T.copy())
-    dense = LearningDense(weights=w0.copy(), name="dense", **lowered.dense_kwargs())
-    # v_lava = v_ours / dv: same weights, threshold divided by dv (see test_lava_reference.py).
-    lif = LavaLIF(shape=(N_OUT,), du=DU, dv=DV, vth=1.0 / DV, u=0, v=0, name="lif")
-    src.s_out.connect(dense.s_in)
-    dense.a_out.connect(lif.a_in)
-    lif.s_out.connect(dense.s_in_bap)
-    if third_factor is not None:
-        factor_src = RingBuffer(data=third_factor.T.copy())
-        factor_src.s_out.connect(dense.s_in_y2)
-    monitors = {"s": Monitor(), "w": Monitor()}
-    monitors["s"].probe(lif.s_out, STEPS)
-    monitors["w"].probe(dense.weights, STEPS)
-    if tag:
-        monitors["t"] = Monitor()
-        monitors["t"].probe(dense.tag_1, STEPS)
-    try:
-        lif.run(condition=RunSteps(num_steps=STEPS), run_cfg=Loihi2SimCfg(select_tag="floating_pt"))
-        out = {
-            "spikes": monitors["s"].get_data()["lif"]["s_out"],
-            "w": monitors["w"].get_data()["dense"]["weights"],
-        }
-        if tag:
-            out["t"] = monitors["t"].get_data()["dense"]["tag_1"]
-    finally:
-        lif.stop()
-    return out
-
-
-def run_ours(rule, spikes, w0, third_factor=None):
+def run(rule, spikes, w0, third_factor=None, lava=False):
+    """The lowered rule in the exported Lava graph (``lava=True``) or in the torch engine."""
     net = Network(dt=DT)
     net.input("inp", N_IN)
+    # Lava's LIF with dv = DV, du = DU (export/lava.py maps tau_mem = dt/dv, tau_syn = dt/du).
     net.population("lif", N_OUT, LIF(tau_mem=DT / DV, tau_syn=DT / DU, v_th=1.0))
     net.connect("inp", "lif", w0, rule=rule, name="dense")
     monitors = ["lif.spikes", "dense.w"] + (["dense.t"] if rule.dt is not None else [])
-    tf = None if third_factor is None else {"lif": torch.as_tensor(third_factor)[:, None, :]}
-    rec = Simulator(net, dtype=torch.float64).run(STEPS, {"inp": spikes}, third_factors=tf, monitors=monitors)
+    if lava:
+        tf = None if third_factor is None else {"lif": third_factor}
+        rec = run_lava(net, STEPS, {"inp": spikes}, monitors=monitors, third_factors=tf)
+    else:
+        tf = None if third_factor is None else {"lif": torch.as_tensor(third_factor)[:, None, :]}
+        rec = Simulator(net, dtype=torch.float64).run(STEPS, {"inp": spikes}, third_factors=tf, monitors=monitors)
     out = {"spikes": rec["lif.spikes"][:, 0].numpy(), "w": rec["dense.w"][:, 0].numpy()}
     if rule.dt is not None:
         out["t"] = rec["dense.t"][:, 0].numpy()
@@ -347,8 +317,8 @@ def test_lowered_rule_in_lava_matches_torch_engine(case):
     w0 = rng.uniform(lo, hi, (N_OUT, N_IN))
     factor = rng.normal(0.0, 1.0, (STEPS, N_OUT)) if with_factor else None
     lowered = to_loihi_rule(rule, DT)
-    ref = run_lava(lowered, spikes, w0, factor, tag=rule.dt is not None)
-    ours = run_ours(rule, spikes, w0, factor)
+    ref = run(rule, spikes, w0, factor, lava=True)
+    ours = run(rule, spikes, w0, factor)
 
     assert ref["spikes"].sum() > 100, "too little post activity for a meaningful comparison"
     np.testing.assert_array_equal(ours["spikes"], ref["spikes"])
@@ -366,8 +336,8 @@ def test_network_comparison_can_fail():
     rng = np.random.default_rng(5)
     spikes = (rng.random((STEPS, N_IN)) < 0.15).astype(np.float64)
     w0 = rng.uniform(0.0, 0.6, (N_OUT, N_IN))
-    ref = run_lava(to_loihi_rule(STDP.with_params(a_plus=2**-5 + 2**-7), DT), spikes, w0)
-    ours = run_ours(STDP, spikes, w0)
+    ref = run(STDP.with_params(a_plus=2**-5 + 2**-7), spikes, w0, lava=True)
+    ours = run(STDP, spikes, w0)
     assert not np.allclose(ours["w"], ref["w"], rtol=1e-5, atol=1e-9)
 
 
