@@ -46,155 +46,17 @@ from hardware.quantize import (
     sign_mode_for,
 )
 from hardware.targets import ASSUMED, LOIHI2, Target
-from neuro.expr import Const, Expr, Op, Param, Var
+from hardware.loihi_rules import lowering_problems
 from neuro.graph import InputPopulation, Network
 from neuro.neurons import IAF, LIF
-from neuro.rule import LearningRule, RuleError, expand_terms
-
-_HINTS = {
-    "softmax": "softmax normalizes across the whole post population, which a synapse cannot see; on Loihi "
-    "make the post neurons compete through lateral inhibition (a static inhibitory projection) and keep "
-    "the rule a product such as eta * y0 * (x1 - w), or deliver a population signal as a driven post trace",
-    "abs": "split the term into sign-specific products, or use sign() of w, t or d",
-    "exp": "the engine has no exponential; use a trace (traces decay exponentially) or a constant",
-    "pow": "the engine has no powers; write the product out (x1 * x1) or use a constant",
-    "clamp": "the engine cannot clip a factor; drop it, or bound the weight softly with a factor like (w_max - w)",
-    "maximum": "the engine cannot compare; drop it, or bound the weight softly with a factor like (w_max - w)",
-    "minimum": "the engine cannot compare; drop it, or bound the weight softly with a factor like (w_max - w)",
-    "div": "divide only by constants (numbers or Params, which become constants)",
-    "sign": "sgn() applies only to w, t or d plus a constant",
-}
-_OP_WORDS = {
-    "softmax": "softmax across the post population",
-    "abs": "abs",
-    "exp": "exp",
-    "pow": "a power (**)",
-    "clamp": "clamp/relu",
-    "maximum": "maximum",
-    "minimum": "minimum",
-    "div": "division by a non-constant",
-    "sign": "sign of an expression other than w, t or d (+ constant)",
-}
-_SUPPORTED_BOUNDS = ((0.0, math.inf), (-math.inf, 0.0), (-math.inf, math.inf))
-
-
-# --- rule analysis -------------------------------------------------------------------------------------
-def _eval_const(name: str, args: Tuple[float, ...], attrs: Tuple[float, ...]) -> Optional[float]:
-    a = args[0] if args else None
-    b = args[1] if len(args) > 1 else None
-    try:
-        v = {
-            "add": lambda: a + b,
-            "sub": lambda: a - b,
-            "mul": lambda: a * b,
-            "div": lambda: a / b,
-            "neg": lambda: -a,
-            "abs": lambda: abs(a),
-            "sign": lambda: float(np.sign(a)),
-            "exp": lambda: math.exp(a),
-            "pow": lambda: a ** attrs[0],
-            "clamp": lambda: min(max(a, attrs[0]), attrs[1]),
-            "maximum": lambda: max(a, b),
-            "minimum": lambda: min(a, b),
-        }[name]()
-    except (KeyError, ZeroDivisionError, OverflowError, ValueError):
-        return None
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
-def fold_constants(expr: Expr, params: Mapping[str, float]) -> Expr:
-    """``expr`` with Params replaced by their values and variable-free sub-trees evaluated.
-
-    ``softmax`` is never folded: it depends on the post population.
-    """
-    if isinstance(expr, Param):
-        return Const(float(params[expr.name]))
-    if isinstance(expr, Op):
-        args = tuple(fold_constants(a, params) for a in expr.args)
-        if expr.name != "softmax" and all(isinstance(a, Const) for a in args):
-            v = _eval_const(expr.name, tuple(a.value for a in args), expr.attrs)
-            if v is not None:
-                return Const(v)
-        return Op(expr.name, args, expr.attrs)
-    return expr
-
-
-def _is_synaptic_plus_const(e: Expr) -> bool:
-    # Lava's Factor: sgn(w|t|d + C); the variable must not be negated.
-    if isinstance(e, Var):
-        return e.name in ("w", "t", "d")
-    if isinstance(e, Op) and e.name in ("add", "sub"):
-        a, b = e.args
-        if isinstance(a, Var) and a.name in ("w", "t", "d") and isinstance(b, Const):
-            return True
-        if e.name == "add" and isinstance(b, Var) and b.name in ("w", "t", "d") and isinstance(a, Const):
-            return True
-    return False
-
-
-def unsupported_nodes(expr: Expr) -> List[Tuple[Expr, str]]:
-    """The sub-expressions of a (folded) expression Loihi's learning engine cannot compute, outermost first."""
-    found = []
-    for node in expr.walk():
-        if not isinstance(node, Op) or node.name in ("add", "sub", "mul", "neg"):
-            continue
-        if node.name == "div" and isinstance(node.args[1], Const):
-            continue
-        if node.name == "sign" and _is_synaptic_plus_const(node.args[0]):
-            continue
-        found.append((node, node.name))
-    return found
-
-
-def _term_str(coef: float, dep: str, factors) -> str:
-    return " * ".join([f"{coef:g}", dep] + [str(f) for f in factors])
-
+from neuro.rule import LearningRule
 
 def rule_problems(rule: LearningRule, target: Target, dt: float, where: str) -> List[str]:
     """Every reason ``rule`` cannot run on ``target``'s learning engine (empty on unrestricted targets)."""
     problems: List[str] = []
     if target.rule_ops is not None:
-        for tname, expr in rule.targets().items():
-            folded = fold_constants(expr, rule.params)
-            try:
-                terms = expand_terms(folded, tname)
-            except RuleError as e:  # pragma: no cover - the rule validated these already
-                problems.append(f"{where}: {e}")
-                continue
-            seen = set()
-            for term in terms:
-                for f in term.factors:
-                    if isinstance(f, Var):
-                        # With u_exponent = 0, u is 1 in every epoch and a u factor changes nothing.
-                        if f.name == "u" and rule.u_exponent > 0 and ("u", tname) not in seen:
-                            seen.add(("u", tname))
-                            problems.append(
-                                f"{where}: {tname} term '{_term_str(term.coef, term.dependency, term.factors)}' "
-                                f"uses u (u_exponent = {rule.u_exponent}) as a plain factor; Loihi's u can only "
-                                "be a product's dependency (Lava drops a second one). Put u first in the product"
-                            )
-                        continue
-                    if isinstance(f, Const):
-                        continue
-                    if isinstance(f, Op) and f.name == "sign" and _is_synaptic_plus_const(f.args[0]):
-                        continue
-                    bad = unsupported_nodes(f)
-                    key = str(f)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    shown = _term_str(term.coef, term.dependency, term.factors)
-                    if bad:
-                        node, op = bad[0]
-                        problems.append(
-                            f"{where}: {tname} term '{shown}' has the factor '{node}': {_OP_WORDS[op]}, which "
-                            f"Loihi's sum-of-products learning engine lacks. Hint: {_HINTS[op]}"
-                        )
-                    else:
-                        problems.append(
-                            f"{where}: {tname} term '{shown}' has the factor '{f}', which is not a trace, "
-                            "synaptic variable, dependency or constant the learning engine can multiply"
-                        )
+        # What the learning engine can run is defined once, by the exact lowering.
+        problems += [f"{where}: {e}" for e in lowering_problems(rule)]
         lo, hi = target.t_epoch_range.value
         if rule.t_epoch < lo or (hi is not None and rule.t_epoch > hi):
             problems.append(
@@ -210,8 +72,6 @@ def rule_problems(rule: LearningRule, target: Target, dt: float, where: str) -> 
         for name, tr in sorted(rule.traces.items()):
             if not rule.uses(name):
                 continue
-            if tr.impulse < 0:
-                problems.append(f"{where}: trace {name} has a negative impulse {tr.impulse:g}; Lava requires >= 0")
             if tau_max is not None and tr.driven_by is None and math.isfinite(tr.tau):
                 steps = tr.tau / dt
                 if steps > tau_max:
@@ -219,13 +79,6 @@ def rule_problems(rule: LearningRule, target: Target, dt: float, where: str) -> 
                         f"{where}: trace {name} tau = {tr.tau:g} s = {steps:.4g} steps exceeds the "
                         f"{tau_max}-step maximum of an 8-bit trace time constant"
                     )
-    if target.sign_bounded_weights and (rule.w_min, rule.w_max) not in _SUPPORTED_BOUNDS:
-        problems.append(
-            f"{where}: the rule clips w to [{rule.w_min:g}, {rule.w_max:g}], but Loihi's learning engine "
-            "saturates weights only by sign ([0, inf) excitatory, (-inf, 0] inhibitory, or unbounded; Lava "
-            "has no w_min/w_max). Use w_min=0, w_max=math.inf (or the mirror), and keep weights in range "
-            "with a soft bound such as a_plus * y0 * x1 * (w_max - w) if needed"
-        )
     return problems
 
 
@@ -563,4 +416,4 @@ def check(
     )
 
 
-__all__ = ["check", "FitReport", "rule_problems", "neuron_problems", "fold_constants", "unsupported_nodes"]
+__all__ = ["check", "FitReport", "rule_problems", "neuron_problems"]

@@ -283,7 +283,8 @@ def lif_fixed_point(model, dt: float, scale: float, target: Target) -> LifFixedP
         problems.append(f"threshold {v_th:g} x scale {scale:g} = {vth} exceeds {vth_max} (17 bits)")
     elif vth == 0:
         problems.append(f"threshold {v_th:g} rounds to 0 at scale {scale:g}")
-    bias = v_leak * scale
+    # Lava adds the bias to v without the 6-bit shift it gives the input and the threshold.
+    bias = v_leak * 2**6 * scale
     bias_exp = 0
     while abs(bias) / 2**bias_exp > 4095 and bias_exp < 7:
         bias_exp += 1

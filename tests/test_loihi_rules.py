@@ -48,13 +48,13 @@ from lava.magma.core.learning.symbolic_equation import SymbolicEquation  # noqa:
 from lava.utils.weightutils import SignMode  # noqa: E402
 
 from export.lava import run_lava  # noqa: E402
-from export.loihi_rules import (  # noqa: E402
+from export.loihi_rules import PostTrace, to_loihi_rule  # noqa: E402
+from hardware.loihi_rules import (  # noqa: E402
     LoihiLoweringError,
-    PostTrace,
     format_products,
     loihi_scaling,
     lower_products,
-    to_loihi_rule,
+    lowering_problems,
     to_loihi_strings,
     weight_sign_mode,
 )
@@ -438,3 +438,18 @@ def test_exact_rewrites_instead_of_errors():
     with pytest.raises(LoihiLoweringError, match="second dependency"):
         to_loihi_strings(_rule(2**-3 * u * y0 * x1, t_epoch=2))
     assert to_loihi_strings(_rule(2**-3 * u * y0 * w, t_epoch=2)) == {"dw": "2^-3 * y0 * w"}
+
+
+def test_lowering_problems_lists_every_reason():
+    rule = LearningRule(
+        dw=0.1 * y0 * softmax(y2) + 0.01 * x0 * y1 - 2**-3 * u * w,
+        traces={"y1": Trace(1.0, 0.02), "y2": Trace(1.0, 0.02)},
+        w_min=0.0,
+        w_max=1.0,
+    )
+    problems = [str(p) for p in lowering_problems(rule)]
+    assert len(problems) == 3, problems
+    assert any("w in [0, 1]" in p for p in problems)
+    assert any("softmax(y2, 1.0)" in p for p in problems)
+    assert any("'0.01 * x0 * y1'" in p for p in problems)
+    assert lowering_problems(STDP) == []
