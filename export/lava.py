@@ -19,6 +19,7 @@ identical and weights agree to float rounding.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
 import sys
 from typing import Dict, Iterable, Mapping, Optional
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from neuro import IAF, LIF, InputPopulation, Network, Recording, Simulator
+from export.loihi_rules import LoihiRule, to_loihi_rule
 from neuro.engine import TensorLike
 
 
@@ -96,24 +98,18 @@ def _lif_params(name: str, pop, dt: float) -> Dict[str, float]:
     raise LavaExportError(f"population {name!r}: no Lava process for {type(m).__name__}")
 
 
-def _post_factor_specs(network: Network, post: str, dt: float) -> Dict[str, tuple]:
+def _post_factor_specs(network: Network, post: str, lowered: Mapping[str, LoihiRule]) -> Dict[str, tuple]:
     """What the post neuron must send as y1..y3 for the three-factor rules projecting onto it."""
     specs: Dict[str, tuple] = {}
     for proj in network.incoming(post):
-        rule = proj.rule
-        if rule is None or not any(tr.driven_by for tr in rule.traces.values()):
+        rule = lowered.get(proj.name)
+        if rule is None or not rule.three_factor:
             continue
-        for name in ("y1", "y2", "y3"):
-            tr = rule.traces.get(name)
-            if tr is None:
-                continue
-            if tr.driven_by is None and rule.t_epoch != 1:
-                raise LavaExportError(
-                    f"projection {proj.name!r}: with a driven post trace Loihi reads every post trace "
-                    f"from the neuron at the epoch's end, which equals a spike trace {name} only for "
-                    f"t_epoch=1 (got {rule.t_epoch})"
-                )
-            spec = ("driven", tr.driven_by) if tr.driven_by else ("spike", tr.decay(dt), tr.impulse)
+        for name, tr in rule.post_traces.items():
+            if tr.driven_by:
+                spec = ("driven", tr.driven_by)
+            else:
+                spec = ("spike", math.exp(-1.0 / tr.tau_steps) if math.isfinite(tr.tau_steps) else 1.0, tr.impulse)
             if specs.setdefault(name, spec) != spec:
                 raise LavaExportError(
                     f"population {post!r}: its incoming rules need different {name} traces ({specs[name]} vs {spec}); "
@@ -185,7 +181,6 @@ def run_lava(
     from lava.proc.io.source import RingBuffer
     from lava.proc.monitor.process import Monitor
 
-    from export.loihi_rules import to_loihi_rule
 
     from lava.proc.lif.process import LIF as LavaLIF
 
@@ -197,6 +192,7 @@ def run_lava(
         network, steps, inputs or {}, seed, None if initial is None else initial.generator.get_state()
     )
     third_factors = dict(third_factors or {})
+    lowered = {n: to_loihi_rule(p.rule, dt) for n, p in network.projections.items() if p.rule is not None}
     procs, scale, factor_sources = {}, {}, []
     for name, pop in network.populations.items():
         if isinstance(pop, InputPopulation):
@@ -209,7 +205,7 @@ def run_lava(
             params["v"] = start[f"neurons/{name}/v"] / scale[name]
             if f"neurons/{name}/i" in start:  # LIF; an IAF keeps no current
                 params["u"] = start[f"neurons/{name}/i"] / (1.0 - params["du"])
-        specs = _post_factor_specs(network, name, dt)
+        specs = _post_factor_specs(network, name, lowered)
         if specs:
             uses_tf = any(spec == ("driven", "third_factor") for spec in specs.values())
             procs[name] = FactorLIF(
@@ -234,13 +230,13 @@ def run_lava(
         if proj.rule is None:
             conn = Dense(weights=weights, name=name)
         else:
-            lowered = to_loihi_rule(proj.rule, dt)
-            conn = LearningDense(weights=weights, learning_rule=lowered.rule, sign_mode=lowered.sign_mode, name=name)
+            rule = lowered[name]
+            conn = LearningDense(weights=weights, name=name, **rule.dense_kwargs())
             plastic = f"plasticity/{name}/"
             if plastic + "x" in start:
                 for k, trace in enumerate(("x1", "x2")):
                     _set_initial(getattr(conn, trace), start[plastic + "x"][k])
-                if not lowered.three_factor:
+                if not rule.three_factor:
                     for k, trace in enumerate(("y1", "y2", "y3")):
                         _set_initial(getattr(conn, trace), start[plastic + "y"][k])
                 _set_initial(conn.tag_1, start.get(f"synapses/{name}/t"))
@@ -251,7 +247,7 @@ def run_lava(
             post = procs[proj.post]
             if isinstance(post, FactorLIF):
                 post.s_out_bap.connect(conn.s_in_bap)
-                if lowered.three_factor:
+                if rule.three_factor:
                     for k in ("y1", "y2", "y3"):
                         getattr(post, f"s_out_{k}").connect(getattr(conn, f"s_in_{k}"))
             else:

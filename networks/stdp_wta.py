@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from neuro import LIF, LearningRule, Network, Param, PoissonEncoder, Simulator, Trace, w, x1, y0

@@ -17,7 +17,7 @@ phases, which the Lava exporter relies on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Union
 
 import numpy as np
 import torch
