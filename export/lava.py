@@ -184,7 +184,7 @@ def run_lava(
 
     from lava.proc.lif.process import LIF as LavaLIF
 
-    from export.lava_models import FactorLIF
+    from export.lava_procs import FactorLIF
 
     dt = network.dt
     start = _start_state(network, initial)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("lava")
+from export.nir import PlasticityNotExportedWarning  # noqa: E402
 from neuro.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,8 @@ def test_neuro_export_to_lava_reports_agreement(example_out, capsys):
 def test_neuro_export_to_nir_writes_a_graph(example_out, tmp_path, capsys):
     out, _ = example_out
     target = tmp_path / "graph.nir"
-    assert main(["export", "--to", "nir", str(out / "model.h5"), "-o", str(target)]) == 0
+    with pytest.warns(PlasticityNotExportedWarning, match="'ff'"):
+        assert main(["export", "--to", "nir", str(out / "model.h5"), "-o", str(target)]) == 0
     graph = nir.read(str(target))
     linear = [n for n in graph.nodes.values() if isinstance(n, nir.Linear)]
     assert {tuple(np.shape(n.weight)) for n in linear} == {(8, 20), (8, 8)}
