@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("lava")
-from export.nir import PlasticityNotExportedWarning  # noqa: E402
+from export.nir import NIRExportWarning, PlasticityNotExportedWarning  # noqa: E402
 from neuro.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,9 @@ def test_neuro_export_to_lava_reports_agreement(example_out, capsys):
 def test_neuro_export_to_nir_writes_a_graph(example_out, tmp_path, capsys):
     out, _ = example_out
     target = tmp_path / "graph.nir"
-    with pytest.warns(PlasticityNotExportedWarning, match="'ff'"):
+    with pytest.warns(NIRExportWarning, match="encoder is not exported"), pytest.warns(
+        PlasticityNotExportedWarning, match="'ff'"
+    ):
         assert main(["export", "--to", "nir", str(out / "model.h5"), "-o", str(target)]) == 0
     graph = nir.read(str(target))
     linear = [n for n in graph.nodes.values() if isinstance(n, nir.Linear)]
