@@ -72,37 +72,12 @@ STDP_MULT = _excitatory(standard_rules.stdp(a_plus=2**-5, a_minus=2**-5, multipl
 RSTDP = standard_rules.reward_modulated_stdp(a_plus=2**-5, a_minus=2**-5, eligibility_decay=2**-3)
 MOD_STDP = standard_rules.modulated_stdp(a_plus=2**-5, a_minus=2**-5)
 
-# The rules of tests/test_lava_reference.py with the strings written there by hand.
+# The rules of tests/test_lava_reference.py with the Lava strings written there by hand.
+from test_lava_reference import CASES as _LAVA_REFERENCE_CASES  # noqa: E402
+
 REFERENCE = {
-    "stdp_epoch1": (
-        LearningRule(
-            dw=2**-4 * y0 * x1 - 2**-4 * x0 * y1,
-            traces={"x1": Trace(1.0, 20 * DT), "y1": Trace(1.0, 15 * DT)},
-        ),
-        {"dw": "2^-4 * y0 * x1 - 2^-4 * x0 * y1"},
-    ),
-    "stdp_two_traces_epoch4": (
-        LearningRule(
-            dw=2**-4 * y0 * x1 - 2**-5 * x0 * y1 + 2**-6 * y0 * x2 * w - 2**-6 * u * y2,
-            traces={
-                "x1": Trace(1.0, 20 * DT),
-                "x2": Trace(0.5, 6 * DT),
-                "y1": Trace(1.0, 15 * DT),
-                "y2": Trace(0.25, 40 * DT),
-            },
-            t_epoch=4,
-        ),
-        {"dw": "2^-4 * y0 * x1 - 2^-5 * x0 * y1 + 2^-6 * y0 * x2 * w - 2^-6 * u0 * y2"},
-    ),
-    "tag_eligibility_epoch2": (
-        LearningRule(
-            dt=2**-3 * y0 * x1 - 2**-3 * x0 * y1 - 2**-2 * u * t,
-            dw=2**-2 * u * t,
-            traces={"x1": Trace(1.0, 10 * DT), "y1": Trace(1.0, 10 * DT)},
-            t_epoch=2,
-        ),
-        {"dt": "2^-3 * y0 * x1 - 2^-3 * x0 * y1 - 2^-2 * u0 * t", "dw": "2^-2 * u0 * t"},
-    ),
+    name: (rule, {k: kwargs[k] for k in ("dw", "dt", "dd") if k in kwargs})
+    for name, (kwargs, rule, _rate) in _LAVA_REFERENCE_CASES.items()
 }
 
 # Parameters, an integer power, abs/sign of the weight, a bracket constant that is no
