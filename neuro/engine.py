@@ -45,6 +45,11 @@ class Recording:
         return name in self.data
 
 
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    # numpy has no bfloat16: store it as float32, which holds every bfloat16 value exactly.
+    return (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy()
+
+
 class Simulator:
     """The state of ``replicas`` copies of ``network`` on ``device``, advanced step by step.
 
@@ -326,20 +331,20 @@ class Simulator:
         }
         for pop, st in self.state.items():
             for k, v in st.items():
-                out[f"neurons/{pop}/{k}"] = v.cpu().numpy()
+                out[f"neurons/{pop}/{k}"] = _numpy(v)
         for pop, s in self.spikes.items():
-            out[f"spikes/{pop}"] = s.cpu().numpy()
+            out[f"spikes/{pop}"] = _numpy(s)
         for proj, b in self.buffers.items():
-            out[f"buffers/{proj}"] = b.cpu().numpy()
+            out[f"buffers/{proj}"] = _numpy(b)
         for proj, syn in self.syn.items():
             for k, v in syn.items():
-                out[f"synapses/{proj}/{k}"] = v.cpu().numpy()
+                out[f"synapses/{proj}/{k}"] = _numpy(v)
         for proj, st in self.plastic.items():
             for k, v in st.items():
-                out[f"plasticity/{proj}/{k}"] = v.cpu().numpy()
+                out[f"plasticity/{proj}/{k}"] = _numpy(v)
         for proj, ps in self.params.items():
             for k, v in ps.items():
-                out[f"params/{proj}/{k}"] = v.reshape(-1).cpu().numpy()
+                out[f"params/{proj}/{k}"] = _numpy(v.reshape(-1))
         return out
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
@@ -351,6 +356,11 @@ class Simulator:
             raise ValueError(f"state does not match this network: missing {sorted(missing)}, unexpected {sorted(extra)}")
         for k, v in state.items():
             if k == "rng_state":
+                if np.shape(v) != expected[k].shape:
+                    raise ValueError(
+                        f"state 'rng_state' has {np.size(v)} bytes, this simulator's generator ({self.device.type}) "
+                        f"has {expected[k].size}: the state was saved from a generator on another device type"
+                    )
                 continue
             if np.shape(v) != expected[k].shape:
                 raise ValueError(f"state {k!r}: expected shape {expected[k].shape}, got {np.shape(v)}")

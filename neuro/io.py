@@ -58,9 +58,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
 
 # Only these dtypes may be named in a file: the name is looked up in this table,
-# never with getattr(torch, name) on file contents. (bfloat16 is missing because
-# Simulator.state_dict() cannot turn bfloat16 tensors into numpy arrays.)
+# never with getattr(torch, name) on file contents. (bfloat16 state is stored as float32.)
 _DTYPES: Dict[str, torch.dtype] = {
+    "bfloat16": torch.bfloat16,
     "float16": torch.float16,
     "float32": torch.float32,
     "float64": torch.float64,

@@ -258,3 +258,11 @@ def test_cuda_matches_cpu():
         results.append({k: v.cpu() for k, v in rec.data.items()})
     assert torch.equal(results[0]["out.spikes"], results[1]["out.spikes"])
     assert torch.allclose(results[0]["ff.w"], results[1]["ff.w"], atol=1e-12)
+
+
+def test_state_from_another_generator_device_is_refused_clearly():
+    sim = Simulator(stdp_network())
+    state = sim.state_dict()
+    state["rng_state"] = state["rng_state"][:16]  # a CUDA generator's state is 16 bytes
+    with pytest.raises(ValueError, match="another device type"):
+        Simulator(stdp_network()).load_state_dict(state)

@@ -261,3 +261,16 @@ def test_generator_state_from_another_device_is_reseeded_with_a_warning(model_fi
         sim = load(model_file)
     assert sim.time_step == 40
     run(sim, 5, 40)  # the generator works
+
+
+def test_bfloat16_simulator_round_trips(tmp_path):
+    net = Network(dt=1e-3)
+    net.input("inp", 4)
+    net.population("out", 3)
+    net.connect("inp", "out", 0.4, rule=standard_rules.stdp())
+    sim = Simulator(net, dtype=torch.bfloat16)
+    sim.run(20, {"inp": torch.ones(20, 4)})
+    save(tmp_path / "bf16.h5", sim)
+    back = load(tmp_path / "bf16.h5")
+    assert back.dtype == torch.bfloat16
+    assert torch.equal(back.weights("inp_to_out"), sim.weights("inp_to_out"))
