@@ -17,11 +17,32 @@ Lava shifts the synaptic input and the threshold left by 6 bits, so ``u`` and
 ``v`` are in units of ``1 / (64 * scale)``; our float membrane potential is
 ``v * dv_float / (64 * scale)`` (:attr:`FixedPointPopulation.v_to_float`).
 
-Plastic projections are not compiled yet (Lava's learning engine in fixed point,
-``LearningConnectionModelBitApproximate``, is documented in the same document).
+Plastic projections (2-factor rules that :func:`hardware.loihi_rules.lower_products`
+lowers) run Lava's fixed-point learning engine (``PyLearningDenseModelBitApproximate``
+= ``LearningConnectionModelBitApproximate``): 7-bit traces with stochastic rounding,
+the 16-bit product accumulator, stochastic rounding of the weights, and Lava's three
+scalar random streams (numpy PCG64, reproduced call for call). The fixed-point form of a
+rule (:class:`FixedPointLearning`, built by :func:`fixed_point_rule`) is defined once here:
+
+* trace unit ``trace_scale = 2**k_t`` integer trace units per float trace unit, with
+  ``k_t = floor(log2(127 / max impulse)) - trace_headroom_bits``; Lava's impulse is
+  ``impulse * trace_scale`` (Lava splits it into an integer and 1/256 fraction);
+* trace taus in steps ``round(tau / dt)`` (``math.inf``: no decay; Lava decays by
+  ``exp(-1/tau_steps)`` with stochastic rounding; its process model declares the taus
+  as 8-bit integers, ``x1_tau: LavaPyType(np.ndarray, int, precision=8)``);
+* weight unit ``weight_unit = scale / 2**weight_exp`` Lava weight integers per float
+  weight, a power of two: the post population's scale is rounded down to a power of two
+  when it has a plastic input, and ``weight_exp`` leaves ``weight_headroom_bits`` of the
+  8-bit range free for growth; weights are full 8-bit integers (``num_weight_bits=8``);
+  tags ``t``/``d`` use the weight unit;
+* each lowered product ``c * D * prod(f)`` becomes ``c * weight_unit / prod(unit(f))`` with
+  bracket constants ``C * unit(var)`` (``unit`` = ``trace_scale`` for traces,
+  ``weight_unit`` for ``w t d``, 1 for ``x0 y0``): the same lowering, rescaled, still of the
+  form ``m * 2**e``, or :class:`FixedPointError` says which product leaves Lava's range.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Union
 
@@ -29,10 +50,24 @@ import numpy as np
 import torch
 from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
 
-from hardware.quantize import QuantizedWeights, lif_fixed_point, population_scale, quantize_weights
+from hardware.loihi_rules import (  # noqa: I001
+    LoihiFactor,
+    _odd_part,
+    LoihiLoweringError,
+    LoihiProduct,
+    format_products,
+    impulse_errors,
+    loihi_scaling,
+    lower_products,
+    needs_post_factors,
+    weight_sign_mode,
+)
+from hardware.quantize import QuantizedWeights, _exponent_range, lif_fixed_point, population_scale, quantize_weights
 from hardware.targets import LOIHI2, Target
 from neuro import IAF, LIF, InputPopulation, Network, Recording, Simulator
 from neuro.engine import TensorLike
+from neuro.expr import POST_TRACES, PRE_TRACES
+from neuro.rule import LearningRule
 
 # Lava 0.10 lava/proc/lif/models.py, AbstractPyLifModelFixed.__init__ (lines 94-108).
 DS_OFFSET = 1  # added to du: current decay (4096 - du - 1) / 4096
@@ -89,14 +124,207 @@ class FixedPointProjection:
     weight_exp: int
     num_weight_bits: int
     sign_mode: SignMode
-    quantized: QuantizedWeights
+    quantized: Optional[QuantizedWeights]
+    #: the fixed-point learning rule of a plastic projection (Lava ``LearningDense``), else ``None``
+    learning: Optional[FixedPointLearning] = None
 
     def lava_kwargs(self) -> Dict[str, object]:
-        """Keyword arguments for ``lava.proc.dense.process.Dense``."""
-        return dict(
+        """Keyword arguments for ``lava.proc.dense.process.Dense`` (``LearningDense`` when plastic:
+        the ``learning_rule`` is included)."""
+        kw: Dict[str, object] = dict(
             weights=self.lava_weights.copy(), weight_exp=self.weight_exp,
             num_weight_bits=self.num_weight_bits, sign_mode=self.sign_mode,
         )
+        if self.learning is not None:
+            kw["learning_rule"] = self.learning.lava_rule()
+        return kw
+
+
+# Lava 0.10 lava/magma/core/learning/constants.py
+W_TRACE = 7
+TRACE_MAX = (1 << W_TRACE) - 1
+W_TRACE_FRACTIONAL_PART = 8
+W_ACCUMULATOR_U = 15
+ACC_MIN, ACC_MAX = -(1 << W_ACCUMULATOR_U) - 1, (1 << W_ACCUMULATOR_U) - 1
+W_S_MANT = 4
+SYN_SHIFT = 7  # W_ACCUMULATOR_S - W_SYN_VAR_S (16 - 9) for weights, tag_1 and tag_2
+FACTOR_WIDTH = {"x0": 1, "y0": 1, "x1": 7, "x2": 7, "y1": 7, "y2": 7, "y3": 7, "w": 9, "t": 9, "d": 9, "C": 8}
+#: Lava's names of the synaptic variables of each target
+TARGET_VAR = {"dw": "weights", "dt": "tag_1", "dd": "tag_2"}
+SYN_VAR = {"w": "weights", "t": "tag_1", "d": "tag_2"}
+#: Lava's ConnVarRandom default seed (lava/magma/core/learning/random.py), not the rule's rng_seed
+CONN_RANDOM_SEED = 2
+
+
+@dataclass(frozen=True)
+class LavaProduct:
+    """One product as Lava's ``ProductSeries`` parser stores it (``product_series.py:716-738``).
+
+    ``value = (dep * prod(clip(f)) * s_mantissa) >> shift << s_exp`` in units of
+    ``2**-7`` of the synaptic variable; ``factors`` are ``(var, const, sgn)`` with the
+    constant in integer units.
+    """
+
+    dependency: str
+    s_mantissa: int
+    s_exp: int
+    factors: tuple
+    shift: int
+
+
+def lava_product(p: LoihiProduct) -> LavaProduct:
+    """What Lava's parser makes of ``p.text()``: mantissa and exponent normalised as in
+    ``product_series.py:716-718`` (an integer literal ``12`` is mantissa 12, exponent 0,
+    then halved while ``|m| > 7`` and even; ``(K - v)`` negates the mantissa and keeps ``v + C``)."""
+    sign = -1 if p.coef < 0 else 1
+    a = abs(p.coef)
+    if a == 1.0:
+        mant, exp = 1, 0
+    else:
+        m, e = _odd_part(a)
+        mant, exp = (m * 2**e, 0) if e >= 0 else (m, e)
+    mant *= sign
+    while abs(mant) > 7 and mant % 2 == 0 and exp < 8:
+        mant, exp = mant // 2, exp + 1
+    if not (-8 <= mant < 8 and -7 <= exp < 9):
+        raise FixedPointError(f"coefficient {p.coef!r} is no Loihi scaling constant m * 2**e")
+    factors = tuple((f.var, 0.0 if f.const is None else float(f.const), bool(f.sgn)) for f in p.factors)
+    width = sum(FACTOR_WIDTH[f.var] for f in p.factors) + W_S_MANT
+    return LavaProduct(p.dependency, mant, exp + 7, factors, max(0, width - W_ACCUMULATOR_U))
+
+
+@dataclass
+class FixedPointLearning:
+    """The fixed-point form of a 2-factor rule on one projection (see the module docstring).
+
+    ``products`` are the rule's lowered products rescaled to integer units; ``strings``
+    their Lava text (``format_products``), ``impulses``/``taus`` Lava's trace parameters
+    (trace units, steps), ``lava_products`` what the accumulator evaluates.
+    """
+
+    rule: LearningRule
+    products: Dict[str, tuple]
+    strings: Dict[str, str]
+    impulses: Dict[str, float]
+    taus: Dict[str, float]
+    t_epoch: int
+    u_exponent: Optional[int]
+    rng_seed: int
+    trace_scale: float
+    weight_unit: float
+    lava_products: Dict[str, tuple]
+    notes: List[str] = field(default_factory=list)
+
+    def lava_rule_kwargs(self) -> Dict[str, object]:
+        """Keyword arguments for ``Loihi2FLearningRule``."""
+        kw: Dict[str, object] = dict(self.strings)
+        for name in PRE_TRACES + POST_TRACES:
+            kw[f"{name}_impulse"] = self.impulses.get(name, 0.0)
+            kw[f"{name}_tau"] = self.taus.get(name, 0)
+        kw["t_epoch"] = self.t_epoch
+        kw["rng_seed"] = self.rng_seed
+        return kw
+
+    def lava_rule(self):
+        """A ``Loihi2FLearningRule`` with these integer parameters."""
+        from lava.magma.core.learning.learning_rule import Loihi2FLearningRule
+
+        return Loihi2FLearningRule(**self.lava_rule_kwargs())
+
+
+def _power_of_two_below(x: float) -> float:
+    return 2.0 ** math.floor(math.log2(x))
+
+
+def fixed_point_rule(
+    rule: LearningRule,
+    dt: float,
+    weight_unit: float,
+    trace_headroom_bits: int = 2,
+    rng_seed: int = 0,
+    trace_scale: Optional[float] = None,
+) -> FixedPointLearning:
+    """The fixed-point form of ``rule`` for weights of ``weight_unit`` Lava integers per float unit.
+
+    ``weight_unit`` and ``trace_scale`` (default: the largest power of two that puts the
+    largest impulse at ``127 / 2**trace_headroom_bits`` or below) must be powers of two so
+    that every rescaled coefficient is still ``m * 2**e``.
+    """
+    if needs_post_factors(rule):
+        raise FixedPointError(
+            f"rule {rule.name!r} reads a driven post trace (3-factor path): not implemented in fixed point"
+        )
+    for error in impulse_errors(rule):
+        raise FixedPointError(str(error))
+    try:
+        lowered = lower_products(rule)
+    except LoihiLoweringError as exc:
+        raise FixedPointError(str(exc)) from exc
+    used = {f.var for ps in lowered.values() for p in ps for f in p.factors}
+    spiking = {k: tr for k, tr in rule.traces.items() if tr.driven_by is None}
+    if trace_scale is None:
+        imp = max([tr.impulse for k, tr in spiking.items() if k in used] or [1.0])
+        imp = imp if imp > 0 else 1.0
+        trace_scale = 2.0 ** (math.floor(math.log2(TRACE_MAX / imp)) - trace_headroom_bits)
+    for what, v in (("weight_unit", weight_unit), ("trace_scale", trace_scale)):
+        if not (v > 0 and math.isfinite(v) and _power_of_two_below(v) == v):
+            raise FixedPointError(f"{what} must be a power of two, got {v!r}")
+    notes: List[str] = []
+    impulses, taus = {}, {}
+    for name, tr in spiking.items():
+        impulses[name] = tr.impulse * trace_scale
+        if impulses[name] > TRACE_MAX:
+            raise FixedPointError(f"{name} impulse {tr.impulse} * trace_scale {trace_scale} exceeds 7-bit traces")
+        frac = impulses[name] - math.floor(impulses[name])
+        if frac * 2**W_TRACE_FRACTIONAL_PART != round(frac * 2**W_TRACE_FRACTIONAL_PART):
+            notes.append(f"{name} impulse {impulses[name]!r} rounded to 1/256 by Lava")
+        if tr.tau == math.inf:
+            taus[name] = math.inf
+        else:
+            steps = tr.tau / dt
+            taus[name] = max(1, int(round(steps)))
+            if abs(taus[name] - steps) > 1e-6 * steps:
+                notes.append(f"{name} tau {tr.tau} s = {steps:g} steps rounded to {taus[name]}")
+    unit = {k: trace_scale for k in PRE_TRACES + POST_TRACES}
+    unit.update({k: weight_unit for k in ("w", "t", "d")})
+    unit.update({"x0": 1.0, "y0": 1.0})
+    products: Dict[str, tuple] = {}
+    for target, ps in lowered.items():
+        out = []
+        for p in ps:
+            coef = p.coef * weight_unit
+            factors = []
+            for f in p.factors:
+                if not f.sgn:
+                    coef /= unit[f.var]
+                const = None if f.const is None else f.const * unit[f.var]
+                factors.append(LoihiFactor(f.var, const, f.sgn))
+            q = LoihiProduct(coef, p.dependency, tuple(factors))
+            if loihi_scaling(coef) is None:
+                raise FixedPointError(
+                    f"rule {rule.name!r}, {target}: the product {p.text(first=True)!r} becomes "
+                    f"{q.text(first=True)!r} in integer units (weight_unit={weight_unit:g}, "
+                    f"trace_scale={trace_scale:g}): its coefficient {coef!r} is not m * 2**e with m in "
+                    "[-8, 7], e in [-7, 8]; change the trace scale (trace_headroom_bits) or the weight "
+                    "headroom (weight_headroom_bits)"
+                )
+            out.append(q)
+        products[target] = tuple(out)
+    u_exp = rule.u_exponent if any(p.dependency == "u" for ps in products.values() for p in ps) else None
+    return FixedPointLearning(
+        rule=rule,
+        products=products,
+        strings={k: format_products(v, rule.u_exponent) for k, v in products.items()},
+        impulses=impulses,
+        taus=taus,
+        t_epoch=int(rule.t_epoch),
+        u_exponent=u_exp,
+        rng_seed=int(rng_seed),
+        trace_scale=float(trace_scale),
+        weight_unit=float(weight_unit),
+        lava_products={k: tuple(lava_product(p) for p in v) for k, v in products.items()},
+        notes=notes,
+    )
 
 
 @dataclass
@@ -115,6 +343,10 @@ def to_fixed_point(
     target: Target = LOIHI2,
     headroom_bits: int = 4,
     scales: Optional[Mapping[str, float]] = None,
+    weight_headroom_bits: int = 1,
+    trace_headroom_bits: int = 2,
+    rng_seed: int = 0,
+    rng_seeds: Optional[Mapping[str, int]] = None,
 ) -> FixedPointNetwork:
     """Compile ``network`` to Lava's fixed-point LIF/Dense parameters.
 
@@ -134,19 +366,23 @@ def to_fixed_point(
     ``v0 = round(v_leak / dv_float * 64 * scale)`` (Lava adds the bias to ``v``,
     which unlike the input and threshold is not shifted by 6 bits). Per
     projection: :func:`hardware.quantize.quantize_weights` at the post population's scale.
+
+    Plastic projections (2-factor rules; see the module docstring for the mapping): the
+    post population's scale is rounded down to a power of two, the weights are 8-bit
+    integers ``round(w * scale / 2**weight_exp)`` with ``weight_exp`` the smallest exponent
+    at which the initial weights fill at most ``2**-weight_headroom_bits`` of the 8-bit range,
+    and the rule is :func:`fixed_point_rule` with ``trace_headroom_bits`` and the Lava
+    ``rng_seed`` (``rng_seeds[name]`` or ``rng_seed``).
     """
+    rng_seeds = dict(rng_seeds or {})
     if network.dt <= 0:
         raise FixedPointError("dt must be positive")
     scales = dict(scales or {})
     dt = network.dt
     pops: Dict[str, FixedPointPopulation] = {}
     inputs: List[str] = []
+    plastic_posts = {proj.post for proj in network.projections.values() if proj.rule is not None}
     for proj in network.projections.values():
-        if proj.rule is not None:
-            raise FixedPointError(
-                f"projection {proj.name!r} is plastic: the fixed-point learning engine "
-                "(Lava's LearningConnectionModelBitApproximate) is not implemented yet; see docs/lava_fixed_point.md"
-            )
         if np.ndim(proj.weights) != 2:
             raise FixedPointError(f"projection {proj.name!r}: fixed point needs shared (post, pre) weights")
     for name, pop in network.populations.items():
@@ -165,6 +401,11 @@ def to_fixed_point(
             scale = float(scales[name])
         else:
             scale = population_scale(m, dt, incoming, target) / 2.0**headroom_bits
+            if name in plastic_posts:
+                # Plastic inputs: the weight unit scale / 2**weight_exp must be a power of two.
+                scale = _power_of_two_below(scale)
+        if name in plastic_posts and _power_of_two_below(scale) != scale:
+            raise FixedPointError(f"population {name!r} has plastic inputs: its scale must be a power of two, got {scale!r}")
         lif = lif_fixed_point(m, dt, scale, target)
         if lif.problems:
             raise FixedPointError(f"population {name!r}: " + "; ".join(lif.problems))
@@ -185,6 +426,12 @@ def to_fixed_point(
         if proj.post not in pops:
             raise FixedPointError(f"projection {name!r}: post {proj.post!r} must be a neuron population")
         w = np.asarray(proj.weights, dtype=np.float64)
+        if proj.rule is not None:
+            projs[name] = _plastic_projection(
+                name, proj, w, pops[proj.post].scale, target, dt, weight_headroom_bits, trace_headroom_bits,
+                int(rng_seeds.get(name, rng_seed)),
+            )
+            continue
         q = quantize_weights(w, target, scale=pops[proj.post].scale)  # sign mode from the values
         if q.saturated:
             raise FixedPointError(f"projection {name!r}: " + "; ".join(q.notes))
@@ -198,6 +445,45 @@ def to_fixed_point(
     return FixedPointNetwork(network=network, target=target, populations=pops, projections=projs, inputs=inputs)
 
 
+_SIGN_RANGE = {SignMode.EXCITATORY: (0, 255), SignMode.INHIBITORY: (-255, 0), SignMode.MIXED: (-256, 255)}
+
+
+def _plastic_projection(
+    name: str, proj, w: np.ndarray, scale: float, target: Target, dt: float,
+    weight_headroom_bits: int, trace_headroom_bits: int, rng_seed: int,
+) -> FixedPointProjection:
+    """A ``LearningDense``: 8-bit weights (``num_weight_bits=8``) at a power-of-two weight unit."""
+    rule = proj.rule
+    try:
+        mode = weight_sign_mode(rule)
+    except LoihiLoweringError as exc:
+        raise FixedPointError(str(exc)) from exc
+    sign_mode = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY, "inhibitory": SignMode.INHIBITORY}[mode]
+    lo, hi = _SIGN_RANGE[sign_mode]
+    if (sign_mode == SignMode.EXCITATORY and w.min() < 0) or (sign_mode == SignMode.INHIBITORY and w.max() > 0):
+        raise FixedPointError(f"projection {name!r}: initial weights violate the rule's sign ({mode})")
+    e_min, e_max = _exponent_range(target)
+    big = float(np.max(np.abs(w))) * scale if w.size else 0.0
+    room = (hi + 1) / 2.0**weight_headroom_bits
+    e = math.ceil(math.log2(big / room) - 1e-12) if big > 0 else 0
+    e = int(min(max(e, e_min), e_max))
+    mixed = int(sign_mode == SignMode.MIXED)
+    step = 2**mixed  # Lava's first-step truncate_weights clears the lowest bit of mixed weights
+    dense = np.rint(w * scale / 2.0**e / step) * step
+    if dense.size and (dense.max() > hi or dense.min() < lo):
+        raise FixedPointError(f"projection {name!r}: weights do not fit 8 bits at the largest weight exponent")
+    dense = dense.astype(np.int32)
+    eff = truncate_weights(dense, sign_mode, 8)  # PyLearningDenseModelBitApproximate.run_spk, first step
+    assert np.array_equal(eff, dense)
+    learning = fixed_point_rule(
+        rule, dt, weight_unit=scale / 2.0**e, trace_headroom_bits=trace_headroom_bits, rng_seed=rng_seed
+    )
+    return FixedPointProjection(
+        name=name, pre=proj.pre, post=proj.post, lava_weights=dense, weights=np.asarray(eff, dtype=np.int64),
+        weight_exp=e, num_weight_bits=8, sign_mode=sign_mode, quantized=None, learning=learning,
+    )
+
+
 def _wrap32(x: torch.Tensor) -> torch.Tensor:
     """Two's-complement int32 wrap of an int64 tensor (what numpy's int32 arithmetic does)."""
     return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
@@ -206,6 +492,191 @@ def _wrap32(x: torch.Tensor) -> torch.Tensor:
 def _decay(x: torch.Tensor, keep: int) -> torch.Tensor:
     """``sign(x * keep) * (|x * keep| >> 12)``, i.e. the product rounded toward zero (models.py:149-153)."""
     return _wrap32(torch.div(x * keep, DECAY_UNITY, rounding_mode="trunc"))
+
+
+class LavaLearningRandoms:
+    """Lava's three scalar random streams of one learning connection (``learning/random.py``).
+
+    ``x``/``y``: ``TraceRandom(rng_seed, rng_seed + 1)`` / ``(rng_seed + 2, rng_seed + 3)``,
+    each holding ``decay = rng.random(1)[0]`` and ``impulse = rng.integers(0, 128, size=1)[0]``
+    (drawn one at a time, exactly as Lava calls numpy: a bulk draw would differ);
+    ``syn``: ``ConnVarRandom()`` with numpy seed 2 whatever the rule's seed.
+    """
+
+    def __init__(self, rng_seed: int) -> None:
+        self._rngs = [np.random.default_rng(rng_seed + k) for k in range(4)]
+        self._syn_rng = np.random.default_rng(CONN_RANDOM_SEED)
+        self.syn = float(self._syn_rng.random(1)[0])
+        self._draw()
+
+    def _draw(self) -> None:
+        xd, xi, yd, yi = self._rngs
+        self.x_decay = float(xd.random(1)[0])
+        self.x_impulse = int(xi.integers(0, 2**W_TRACE, size=1, dtype=int)[0])
+        self.y_decay = float(yd.random(1)[0])
+        self.y_impulse = int(yi.integers(0, 2**W_TRACE, size=1, dtype=int)[0])
+
+    def advance_traces(self) -> None:
+        """``_update_trace_randoms``: x then y, each decay then impulse."""
+        self._draw()
+
+    def advance_synaptic(self) -> None:
+        self.syn = float(self._syn_rng.random(1)[0])
+
+
+def _split_impulse(impulse: float):
+    """Lava's ``_decompose_impulses``: ``floor`` and ``round(frac * 256)``."""
+    i = np.floor(np.float64(impulse))
+    return int(i), int(np.round((np.float64(impulse) - i) * 2**W_TRACE_FRACTIONAL_PART))
+
+
+class _PlasticState:
+    """Traces, spike times, synaptic variables and random streams of one plastic projection."""
+
+    def __init__(self, proj: FixedPointProjection, n_pre: int, n_post: int, replicas: int, device) -> None:
+        L = proj.learning
+        self.learning = L
+        i64 = dict(dtype=torch.int64, device=device)
+        self.x = torch.zeros(replicas, 2, n_pre, **i64)
+        self.y = torch.zeros(replicas, 3, n_post, **i64)
+        self.tx = torch.zeros(replicas, n_pre, **i64)
+        self.ty = torch.zeros(replicas, n_post, **i64)
+        w = torch.as_tensor(proj.weights, **i64)
+        self.vars = {
+            "weights": w.expand(replicas, *w.shape).clone(),
+            "tag_1": torch.zeros(replicas, *w.shape, **i64),
+            "tag_2": torch.zeros(replicas, *w.shape, **i64),
+        }
+        self.randoms = LavaLearningRandoms(L.rng_seed)
+        imp = [_split_impulse(L.impulses.get(k, 0.0)) for k in PRE_TRACES + POST_TRACES]
+        self.imp_int = [i for i, _ in imp]
+        self.imp_frac = [f for _, f in imp]
+        taus = [L.taus.get(k, 0) for k in PRE_TRACES + POST_TRACES]
+        # np.exp(-t / taus) of _decay_trace, in numpy so that the factor is Lava's to the last bit
+        self.decay = [None if t == 0 else float(np.exp(-1 / np.float64(t))) for t in taus]
+        self.sign_mode = proj.sign_mode
+
+
+def _add_impulse(trace: torch.Tensor, random: int, imp_int: int, imp_frac: int) -> torch.Tensor:
+    """``_add_impulse``: ``clip(trace + int + (random < frac), 0, 127)``."""
+    return (trace + imp_int + int(random < imp_frac)).clamp(0, TRACE_MAX)
+
+
+def _decay_trace(trace: torch.Tensor, factor: Optional[float], random: float) -> torch.Tensor:
+    """``_decay_trace`` with ``t = 1``: ``floor(f * h) + (random < frac(f * h))``; ``tau = 0``: 0."""
+    if factor is None:
+        return torch.zeros_like(trace)
+    p = trace.to(torch.float64) * factor
+    fl = torch.floor(p)
+    return fl.to(torch.int64) + (random < (p - fl)).to(torch.int64)
+
+
+def _lrn_spiking_phase(st: _PlasticState, pre: torch.Tensor, post: torch.Tensor, t_in_epoch: int) -> None:
+    """``recv_traces`` (connection.py:384-415) for ``(R, N)`` 0/1 spikes."""
+    s, b = pre.bool(), post.bool()
+    multi = (st.tx > 0) & s
+    if bool(multi.any()):
+        for k in range(2):  # pre impulses use random 0: any fraction rounds up
+            st.x[:, k] = torch.where(multi, _add_impulse(st.x[:, k], 0, st.imp_int[k], st.imp_frac[k]), st.x[:, k])
+    st.tx = torch.where(s, torch.full_like(st.tx, t_in_epoch), st.tx)
+    st.randoms.advance_traces()
+    multi = (st.ty > 0) & b
+    if bool(multi.any()):
+        r = st.randoms.y_impulse
+        for k in range(3):
+            st.y[:, k] = torch.where(
+                multi, _add_impulse(st.y[:, k], r, st.imp_int[2 + k], st.imp_frac[2 + k]), st.y[:, k]
+            )
+    st.ty = torch.where(b, torch.full_like(st.ty, t_in_epoch), st.ty)
+    st.randoms.advance_traces()
+
+
+def _lrn_learning_phase(st: _PlasticState, time_step: int) -> None:
+    """``run_lrn`` (connection.py:431-438) with ``LearningRuleApplierBitApprox``."""
+    L, rnd = st.learning, st.randoms
+    T = L.t_epoch
+    rnd.advance_synaptic()
+    x0, y0 = st.tx > 0, st.ty > 0
+    # Trace histories H[0..T] (_compute_trace_histories): decay, then the impulse of the last spike.
+    hx, hy = [st.x], [st.y]
+    for t in range(1, T + 1):
+        x = torch.stack([_decay_trace(hx[-1][:, k], st.decay[k], rnd.x_decay) for k in range(2)], 1)
+        y = torch.stack([_decay_trace(hy[-1][:, k], st.decay[2 + k], rnd.y_decay) for k in range(3)], 1)
+        sx, sy = (st.tx == t).unsqueeze(1), (st.ty == t).unsqueeze(1)
+        if bool(sx.any()):
+            imp = torch.stack([_add_impulse(x[:, k], rnd.x_impulse, st.imp_int[k], st.imp_frac[k]) for k in range(2)], 1)
+            x = torch.where(sx, imp, x)
+        if bool(sy.any()):
+            imp = torch.stack(
+                [_add_impulse(y[:, k], rnd.y_impulse, st.imp_int[2 + k], st.imp_frac[2 + k]) for k in range(3)], 1
+            )
+            y = torch.where(sy, imp, y)
+        hx.append(x)
+        hy.append(y)
+    HX, HY = torch.stack(hx), torch.stack(hy)  # (T+1, R, 2, Npre), (T+1, R, 3, Npost)
+    st.x, st.y = hx[-1], hy[-1]
+    R, _, n_pre = st.x.shape
+    n_post = st.y.shape[2]
+    # _extract_applier_evaluated_traces: traces at the dependency's spike time, as (R, k, Npost, Npre)
+    x_at_tx = HX.gather(0, st.tx[None, :, None, :].expand(1, R, 2, n_pre))[0].unsqueeze(2)
+    y_at_ty = HY.gather(0, st.ty[None, :, None, :].expand(1, R, 3, n_post))[0].unsqueeze(3)
+    y_at_tx = HY.permute(1, 2, 3, 0).gather(3, st.tx[:, None, None, :].expand(R, 3, n_post, n_pre))
+    x_at_ty = HX.permute(1, 2, 0, 3).gather(2, st.ty[:, None, :, None].expand(R, 2, n_post, n_pre))
+    traces = {
+        "x0": {"x": x_at_tx, "y": y_at_tx},
+        "y0": {"x": x_at_ty, "y": y_at_ty},
+        "u": {"x": st.x.unsqueeze(2), "y": st.y.unsqueeze(3)},
+    }
+    u = 0
+    if L.u_exponent is not None:
+        u = 1 if int(time_step / T) % 2**L.u_exponent == 0 else 0
+    deps = {"x0": x0.to(torch.int64)[:, None, :], "y0": y0.to(torch.int64)[:, :, None], "u": u}
+    old = dict(st.vars)  # every target reads the values of before this epoch's update
+    for target, products in L.lava_products.items():
+        var = TARGET_VAR[target]
+        acc = old[var] << SYN_SHIFT
+        for p in products:
+            m = deps[p.dependency] * torch.ones_like(acc)
+            for name, const, sgn in p.factors:
+                if name in SYN_VAR:
+                    val = old[SYN_VAR[name]]
+                elif name in ("x0", "y0"):
+                    val = deps[name] * torch.ones_like(acc)
+                elif name in PRE_TRACES:
+                    val = traces[p.dependency]["x"][:, PRE_TRACES.index(name)]
+                else:
+                    val = traces[p.dependency]["y"][:, POST_TRACES.index(name)]
+                width = FACTOR_WIDTH[name]
+                if sgn:
+                    val = torch.sign(val.to(torch.float64) + const)
+                elif const != 0:
+                    val = val.to(torch.float64) + const
+                val = val.clamp(-(2**width), 2**width - 1)
+                if val.dtype == torch.float64:
+                    val = torch.trunc(val).to(torch.int64)  # astype(np.int32)
+                m = _wrap32(m * val)
+            m = _wrap32(m * p.s_mantissa) >> p.shift
+            m = _wrap32(m << p.s_exp).clamp(ACC_MIN, ACC_MAX)
+            acc = (acc + m).clamp(ACC_MIN, ACC_MAX)
+        if var == "weights":
+            if st.sign_mode == SignMode.EXCITATORY:
+                acc = acc.clamp(min=0)
+            elif st.sign_mode == SignMode.INHIBITORY:
+                acc = acc.clamp(max=0)
+        elif var == "tag_2":
+            acc = acc.clamp(min=0)
+        # _stochastic_round_synaptic_variable: frac(acc / 128) against one scalar random
+        frac = (acc & ((1 << SYN_SHIFT) - 1)).to(torch.float64) / (1 << SYN_SHIFT)
+        new = (acc >> SYN_SHIFT) + (rnd.syn < frac).to(torch.int64)
+        if var == "weights":
+            lo, hi = _SIGN_RANGE[st.sign_mode]
+        elif var == "tag_2":
+            lo, hi = 0, 255
+        else:
+            lo, hi = -257, 255
+        st.vars[var] = new.clamp(lo, hi)
+    st.tx = torch.zeros_like(st.tx)
+    st.ty = torch.zeros_like(st.ty)
 
 
 class FixedPointSimulator:
@@ -223,7 +694,10 @@ class FixedPointSimulator:
 
     One step: Dense projections deliver the input buffered at the previous step;
     each LIF updates ``u``, ``v``, spikes and resets; each projection accumulates
-    the new spikes into its buffer (Lava's ``a_buff``).
+    the new spikes into its buffer (Lava's ``a_buff``); each plastic projection then
+    runs Lava's spiking-phase trace update (pre spikes, post spikes as ``s_in_bap``)
+    and, every ``t_epoch`` steps, its learning phase (``run_lrn``). Weights, tags and
+    traces are per replica; Lava's random streams are scalars, shared by all replicas.
     """
 
     def __init__(
@@ -256,7 +730,9 @@ class FixedPointSimulator:
         self.generator = self._encoder.generator
         # float64 products are exact here (|sums| < 2**53) and, unlike int64 matmul, run on CUDA.
         self._w = {
-            k: torch.as_tensor(p.weights, dtype=torch.float64, device=self.device) for k, p in self.fixed.projections.items()
+            k: torch.as_tensor(p.weights, dtype=torch.float64, device=self.device)
+            for k, p in self.fixed.projections.items()
+            if p.learning is None
         }
         self._params = {
             k: dict(
@@ -280,6 +756,12 @@ class FixedPointSimulator:
         self.spikes = {k: torch.zeros(shape(p.n), **i64) for k, p in self.network.populations.items()}
         self.buffers = {
             k: torch.zeros(shape(self.network.populations[p.post].n), **i64) for k, p in self.fixed.projections.items()
+        }
+        pops = self.network.populations
+        self.plastic = {
+            k: _PlasticState(p, pops[p.pre].n, pops[p.post].n, self.replicas, self.device)
+            for k, p in self.fixed.projections.items()
+            if p.learning is not None
         }
 
     # --- one step ----------------------------------------------------------------------------------
@@ -321,9 +803,21 @@ class FixedPointSimulator:
                 # PyDenseModelBitAcc.run_spk (lava/proc/dense/models.py:97-107): sum the weights of the
                 # spiking inputs, shift by weight_exp (arithmetic right shift when negative); the
                 # message travels as int32.
-                acc = (self.spikes[proj.pre].to(torch.float64) @ self._w[name].T).to(torch.int64)
+                pre = self.spikes[proj.pre].to(torch.float64)
+                if proj.learning is None:
+                    acc = (pre @ self._w[name].T).to(torch.int64)
+                else:  # the weights of before this step's learning (run_lrn follows run_spk)
+                    w = self.plastic[name].vars["weights"].to(torch.float64)
+                    acc = torch.bmm(w, pre.unsqueeze(2)).squeeze(2).to(torch.int64)
                 acc = acc << proj.weight_exp if proj.weight_exp > 0 else acc >> -proj.weight_exp
                 self.buffers[name] = _wrap32(acc)
+            for name, st in self.plastic.items():
+                # LearningConnectionModelBitApproximate: recv_traces at the end of run_spk, then run_lrn.
+                proj = self.fixed.projections[name]
+                T = st.learning.t_epoch
+                _lrn_spiking_phase(st, self.spikes[proj.pre], self.spikes[proj.post], self.time_step % T or T)
+                if self.time_step % T == 0:
+                    _lrn_learning_phase(st, self.time_step)
         return self.spikes
 
     def run(
@@ -336,7 +830,9 @@ class FixedPointSimulator:
         """Run ``steps`` steps; ``inputs`` and ``every`` as in :meth:`neuro.Simulator.run`.
 
         Monitors: ``"pop.spikes"`` (0/1), ``"pop.u"`` and ``"pop.v"`` (Lava's integer
-        units), recorded as int64 tensors ``(K, R, N)``.
+        units), recorded as int64 tensors ``(K, R, N)``; for a plastic projection
+        ``"proj.weights"``, ``"proj.tag_1"``, ``"proj.tag_2"`` ``(K, R, Npost, Npre)`` and
+        its traces ``"proj.x1"`` ... ``"proj.y3"`` (7-bit integers).
         """
         if int(steps) != steps or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
@@ -377,7 +873,22 @@ class FixedPointSimulator:
             return self.spikes[target]
         if target in self.state and var in ("u", "v"):
             return self.state[target][var]
-        raise KeyError(f"cannot monitor {monitor!r}: use 'population.spikes', 'population.u' or 'population.v'")
+        if target in self.plastic:
+            st = self.plastic[target]
+            if var in st.vars:
+                return st.vars[var]
+            if var in PRE_TRACES:
+                return st.x[:, PRE_TRACES.index(var)]
+            if var in POST_TRACES:
+                return st.y[:, POST_TRACES.index(var)]
+        raise KeyError(
+            f"cannot monitor {monitor!r}: use 'population.spikes', 'population.u', 'population.v', "
+            "or for a plastic projection 'projection.weights' / '.tag_1' / '.tag_2' / '.x1' ... '.y3'"
+        )
+
+    def weights_float(self, projection: str) -> torch.Tensor:
+        """A plastic projection's weights in our float units (``weights / weight_unit``)."""
+        return self.plastic[projection].vars["weights"].to(torch.float64) / self.fixed.projections[projection].learning.weight_unit
 
     def v_float(self, population: str) -> torch.Tensor:
         """The membrane potential of ``population`` in our float units (``v * v_to_float``)."""
@@ -386,6 +897,11 @@ class FixedPointSimulator:
 
 __all__ = [
     "FixedPointError",
+    "FixedPointLearning",
+    "LavaLearningRandoms",
+    "LavaProduct",
+    "fixed_point_rule",
+    "lava_product",
     "FixedPointNetwork",
     "FixedPointPopulation",
     "FixedPointProjection",

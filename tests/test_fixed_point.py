@@ -6,15 +6,20 @@ and run with ``Loihi2SimCfg(select_tag="fixed_pt")`` (``PySendModelFixed``,
 ``PyDenseModelBitAcc``, ``PyLifModelBitAcc``). Spikes, ``u`` and ``v`` must be
 identical (``np.array_equal``) at every step.
 """
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from neuro import IAF, LIF, LearningRule, Network, PoissonEncoder, Trace, x1, y0
+from neuro import IAF, LIF, LearningRule, Network, PoissonEncoder, Trace, x1, y0, y2
 
 pytest.importorskip("lava")
 from export.lava import _prepare_lava_import, encoded_inputs  # noqa: E402
-from hardware.fixed_point import FixedPointError, FixedPointSimulator, to_fixed_point  # noqa: E402
+from hardware.fixed_point import FixedPointError, FixedPointSimulator, lava_product, to_fixed_point  # noqa: E402
+from hardware.loihi_rules import LoihiFactor, LoihiProduct, format_products  # noqa: E402
+from neuro.standard_rules import stdp  # noqa: E402
 from lava.utils.weightutils import SignMode  # noqa: E402
 
 DT = 1e-3
@@ -151,10 +156,169 @@ def test_fixed_point_follows_the_float_engine_closely():
 def test_unsupported_networks_are_refused():
     net = lateral_inhibition_net()
     net.connect("inp", "out", np.zeros((8, 20)), rule=LearningRule(dw=0.01 * y0 * x1, traces={"x1": Trace(1.0, 20e-3)}), name="plastic")
-    with pytest.raises(FixedPointError, match="plastic"):
+    with pytest.raises(FixedPointError, match="scales each product by m"):
+        to_fixed_point(net)
+    net = lateral_inhibition_net()
+    rule = LearningRule(dw=2**-5 * y0 * x1 * y2, traces={"x1": Trace(1.0, 20e-3), "y2": Trace(driven_by="v")}, w_max=math.inf)
+    net.connect("inp", "out", np.zeros((8, 20)), rule=rule, name="plastic")
+    with pytest.raises(FixedPointError, match="3-factor"):
         to_fixed_point(net)
     net = Network(dt=DT)
     net.input("inp", 2)
     net.population("out", 2, LIF(v_reset=-0.1))
     with pytest.raises(FixedPointError, match="resets to 0"):
+        to_fixed_point(net)
+
+
+# --- plastic projections: Lava's LearningDense in fixed point (LearningConnectionModelBitApproximate) -------------
+def run_lava_fixed_plastic(fixed, steps, spikes, probe_weights=True):
+    """Like :func:`run_lava_fixed`, with ``LearningDense`` for plastic projections (``lif.s_out -> s_in_bap``);
+    also returns ``{proj: (steps, Npost, Npre)}`` Lava integer weights."""
+    _prepare_lava_import()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.dense.process import Dense, LearningDense
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.lif.process import LIF as LavaLIF
+    from lava.proc.monitor.process import Monitor
+
+    procs = {name: RingBuffer(data=spikes[name].T.astype(np.int32).copy()) for name in fixed.inputs}
+    procs.update({name: LavaLIF(name=name, **p.lava_kwargs()) for name, p in fixed.populations.items()})
+    conns = {}
+    for proj in fixed.projections.values():
+        cls = Dense if proj.learning is None else LearningDense
+        conn = cls(name=proj.name, **proj.lava_kwargs())
+        procs[proj.pre].s_out.connect(conn.s_in)
+        conn.a_out.connect(procs[proj.post].a_in)
+        if proj.learning is not None:
+            procs[proj.post].s_out.connect(conn.s_in_bap)
+            conns[proj.name] = conn
+    monitors = {}
+    for name in fixed.populations:
+        for var in ("s_out", "u", "v"):
+            mon = Monitor()
+            mon.probe(getattr(procs[name], var), steps)
+            monitors[name, var] = mon
+    if probe_weights:
+        for name, conn in conns.items():
+            mon = Monitor()
+            mon.probe(conn.weights, steps)
+            monitors[name, "weights"] = mon
+    anchor = procs[next(iter(fixed.populations))]
+    out = {name: {} for name in list(fixed.populations) + list(conns)}
+    try:
+        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        for (name, var), mon in monitors.items():
+            out[name]["spikes" if var == "s_out" else var] = np.asarray(mon.get_data()[name][var])
+    finally:
+        anchor.stop()
+    return out
+
+
+def stdp_net(rule, n_in=20, n_out=8, w_max=0.6, rate=150.0, inh=-0.5):
+    rng = np.random.default_rng(0)
+    net = Network(dt=DT)
+    net.input("inp", n_in, encoder=None if rate is None else PoissonEncoder(max_rate=rate))
+    net.population("out", n_out, LIF(tau_mem=10e-3, tau_syn=5e-3, v_th=1.0))
+    net.connect("inp", "out", rng.uniform(0.0, w_max, (n_out, n_in)), name="ff", rule=rule)
+    net.connect("out", "out", inh * (1 - np.eye(n_out)), name="inh")
+    return net
+
+
+def compare_plastic(net, steps=STEPS, seed=4, rng_seed=7, **quantization):
+    """Ours vs Lava: spikes, u, v and the plastic weights equal at every step; returns both runs."""
+    fixed = to_fixed_point(net, rng_seed=rng_seed, **quantization)
+    values = {"inp": np.random.default_rng(1).uniform(0, 1, net.populations["inp"].n)}
+    pops, plastic = list(fixed.populations), [k for k, p in fixed.projections.items() if p.learning is not None]
+    monitors = [f"{p}.{v}" for p in pops for v in ("spikes", "u", "v")] + [f"{k}.weights" for k in plastic]
+    ours = FixedPointSimulator(fixed, seed=seed).run(steps, values, monitors=monitors)
+    spikes = encoded_inputs(net, steps, values, seed=seed)
+    lava = run_lava_fixed_plastic(fixed, steps, spikes)
+    for p in pops:
+        for var in ("spikes", "u", "v"):
+            a, b = ours[f"{p}.{var}"][:, 0].numpy(), lava[p][var]
+            assert a.shape == b.shape == (steps, fixed.populations[p].n)
+            assert np.array_equal(a, b), f"{p}.{var}: first difference at step {np.argwhere(a != b)[0]}"
+    for k in plastic:
+        a, b = ours[f"{k}.weights"][:, 0].numpy(), lava[k]["weights"]
+        assert a.shape == b.shape
+        assert np.array_equal(a, b), f"{k}.weights: first difference at (step, post, pre) {np.argwhere(a != b)[0]}"
+        changed = (a[-1] != a[0]).sum()
+        assert changed >= a[0].size // 2, f"{k}: only {changed} weights changed"
+        assert len({a[t].tobytes() for t in range(0, steps, 50)}) == len(range(0, steps, 50)), "weights stalled"
+    return fixed, ours, lava, spikes
+
+
+def test_additive_stdp_t_epoch_1_is_bit_exact_with_lava_learning_dense():
+    rule = dataclasses.replace(stdp(a_plus=2**-5, a_minus=5 * 2**-7), w_max=math.inf)
+    fixed, ours, lava, _ = compare_plastic(stdp_net(rule))
+    L = fixed.projections["ff"].learning
+    # The integer mapping: power-of-two weight unit and trace scale, taus in steps, same lowered string.
+    assert fixed.populations["out"].scale == L.weight_unit * 2 ** fixed.projections["ff"].weight_exp
+    assert (L.weight_unit, L.trace_scale) == (128.0, 16.0)
+    assert L.impulses == {"x1": 16.0, "y1": 16.0} and L.taus == {"x1": 20, "y1": 20}
+    assert L.strings == {"dw": "2^-2 * y0 * x1 - 5*2^-4 * x0 * y1"}
+    assert ours["out.spikes"].sum() > 100
+    # Negative control: the same run with another learning rng_seed (trace rounding) is not Lava's.
+    other = FixedPointSimulator(to_fixed_point(stdp_net(rule), rng_seed=8), seed=4).run(
+        STEPS, {"inp": np.random.default_rng(1).uniform(0, 1, 20)}, monitors=["ff.weights"]
+    )
+    assert not np.array_equal(other["ff.weights"][:, 0].numpy(), lava["ff"]["weights"])
+
+
+@pytest.mark.parametrize("t_epoch", [1, 4, 8])
+def test_multiplicative_stdp_with_fractional_impulses_is_bit_exact_with_lava(t_epoch):
+    # (128 - w) brackets, factor-width right shifts (x1 * w: 7 + 9 + 4 bits -> >> 5), impulses of 20.8
+    # (stochastic rounding of the 1/256 fraction), two taus and, for t_epoch > 1, several spikes per epoch.
+    rule = stdp(a_plus=2**-3, a_minus=3 * 2**-3, multiplicative=True, impulse=1.3, tau_plus=15e-3,
+                tau_minus=30e-3, t_epoch=t_epoch)
+    rule = dataclasses.replace(rule, w_max=math.inf)
+    net = stdp_net(rule, n_in=16, n_out=6, w_max=0.7, rate=300.0, inh=-0.3)
+    fixed, ours, _, spikes = compare_plastic(net, rng_seed=11)
+    L = fixed.projections["ff"].learning
+    assert L.strings == {"dw": "2^-7 * y0 * x1 * (128 - w) - 3*2^-7 * x0 * y1 * w"}
+    assert [p.shift for p in L.lava_products["dw"]] == [5, 5]
+    assert ours["out.spikes"].sum() > 200
+    if t_epoch > 1:
+        pre = spikes["inp"][: STEPS // t_epoch * t_epoch].reshape(-1, t_epoch, 16).sum(1)
+        post = ours["out.spikes"][:, 0].numpy()[: STEPS // t_epoch * t_epoch].reshape(-1, t_epoch, 6).sum(1)
+        assert pre.max() > 1 and post.max() > 1, "no epoch with several spikes of one neuron"
+
+
+def test_lava_product_is_what_lavas_parser_makes_of_the_lowered_string():
+    from lava.magma.core.learning.learning_rule import Loihi2FLearningRule
+
+    products = (
+        LoihiProduct(2**-7, "y0", (LoihiFactor("x1"), LoihiFactor("w", -128.0))),
+        LoihiProduct(-3 * 2**-7, "x0", (LoihiFactor("y1"), LoihiFactor("w", -5.0, sgn=True))),
+        LoihiProduct(12.0, "u", (LoihiFactor("y2"), LoihiFactor("x1", 3 * 2**-5))),
+        LoihiProduct(-1.0, "y0", (LoihiFactor("x2"), LoihiFactor("y1"), LoihiFactor("y3"), LoihiFactor("t"))),
+        LoihiProduct(-48.0, "x0", (LoihiFactor("d", 7.0),)),
+        LoihiProduct(5 * 2**-4, "y0", ()),
+    )
+    rule = Loihi2FLearningRule(dw=format_products(products, 2), t_epoch=2)
+    for ours, theirs in zip(products, rule.dw.products):
+        lp = lava_product(ours)
+        assert (lp.dependency, lp.s_mantissa, lp.s_exp) == (theirs.dependency, theirs.s_mantissa, theirs.s_exp)
+        assert [(v, c) for v, c, _ in lp.factors] == [(f.state_var, f.const or 0.0) for f in theirs.factors]
+        assert [s for *_, s in lp.factors] == [f.is_sgn for f in theirs.factors]
+
+
+def test_plastic_replicas_run_independent_copies():
+    rule = dataclasses.replace(stdp(a_plus=2**-5, a_minus=5 * 2**-7), w_max=math.inf)
+    net = stdp_net(rule, rate=None)
+    spikes = (torch.rand(200, 2, 20, generator=torch.Generator().manual_seed(0)) < 0.2).double()
+    mons = ["ff.weights", "out.spikes"]
+    batched = FixedPointSimulator(net, replicas=2).run(200, {"inp": spikes}, monitors=mons)
+    for r in range(2):
+        single = FixedPointSimulator(net).run(200, {"inp": spikes[:, r]}, monitors=mons)
+        for m in mons:
+            assert torch.equal(batched[m][:, r], single[m][:, 0])
+    assert not torch.equal(batched["ff.weights"][-1, 0], batched["ff.weights"][0, 0])
+
+
+def test_unrepresentable_rescaled_coefficient_is_refused():
+    rule = stdp(a_plus=2**-3, a_minus=3 * 2**-5, multiplicative=True)
+    net = stdp_net(dataclasses.replace(rule, w_max=math.inf))
+    with pytest.raises(FixedPointError, match=r"becomes '-3\*2\^-9 \* x0 \* y1 \* w' in integer units"):
         to_fixed_point(net)
