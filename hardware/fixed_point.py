@@ -65,7 +65,7 @@ from hardware.loihi_rules import (  # noqa: I001
 from hardware.quantize import QuantizedWeights, _exponent_range, lif_fixed_point, population_scale, quantize_weights
 from hardware.targets import LOIHI2, Target
 from neuro import IAF, LIF, InputPopulation, Network, Recording, Simulator
-from neuro.engine import TensorLike
+from neuro.engine import TensorLike, record_run, split_inputs
 from neuro.expr import POST_TRACES, PRE_TRACES
 from neuro.rule import LearningRule
 
@@ -834,38 +834,12 @@ class FixedPointSimulator:
         ``"proj.weights"``, ``"proj.tag_1"``, ``"proj.tag_2"`` ``(K, R, Npost, Npre)`` and
         its traces ``"proj.x1"`` ... ``"proj.y3"`` (7-bit integers).
         """
-        if int(steps) != steps or steps < 0:
-            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-        monitors = list(monitors)
-        for m in monitors:
-            self._read(m)
-        per_step, held = {}, {}
-        for name, x in (inputs or {}).items():
-            if name not in self.fixed.inputs:
-                raise KeyError(f"{name!r} is not an input population; inputs are {self.fixed.inputs}")
-            if self.network.populations[name].encoder is None:
-                v = torch.as_tensor(x, dtype=torch.float64, device=self.device)
-                if v.dim() not in (2, 3) or v.shape[0] != steps:
-                    raise ValueError(f"input {name!r}: spikes must have shape (steps={steps}, N) or (steps, R, N)")
-                per_step[name] = v
-            else:
-                held[name] = x
-        rec: Dict[str, List[torch.Tensor]] = {m: [] for m in monitors}
-        rec_steps: Dict[str, List[int]] = {m: [] for m in monitors}
-        for k in range(steps):
-            step_inputs = dict(held)
-            for name, v in per_step.items():
-                step_inputs[name] = v[k]
-            self.step(step_inputs, step_in_presentation=k)
-            if monitors and (k + 1) % every == 0:
-                for m in monitors:
-                    rec[m].append(self._read(m).clone())
-                    rec_steps[m].append(self.time_step)
-        out = Recording()
-        for m in monitors:
-            out.data[m] = torch.stack(rec[m]) if rec[m] else torch.empty(0, dtype=torch.int64)
-            out.steps[m] = rec_steps[m]
-        return out
+        per_step, held = split_inputs(self.network, steps, inputs, torch.float64, self.device)
+
+        def advance(k: int) -> None:
+            self.step({**held, **{name: v[k] for name, v in per_step.items()}}, step_in_presentation=k)
+
+        return record_run(steps, advance, self._read, lambda: self.time_step, list(monitors), every)
 
     def _read(self, monitor: str) -> torch.Tensor:
         target, _, var = monitor.partition(".")

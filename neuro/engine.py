@@ -17,7 +17,7 @@ phases, which the Lava exporter relies on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -48,6 +48,57 @@ class Recording:
 def _numpy(t: torch.Tensor) -> np.ndarray:
     # numpy has no bfloat16: store it as float32, which holds every bfloat16 value exactly.
     return (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy()
+
+
+def split_inputs(
+    network: Network, steps: int, inputs: Optional[Mapping[str, TensorLike]], dtype: torch.dtype, device
+) -> Tuple[Dict[str, torch.Tensor], Dict[str, TensorLike]]:
+    """Sort ``run`` inputs into per-step spike trains ``(steps, [R,] N)`` and values held for the run."""
+    per_step: Dict[str, torch.Tensor] = {}
+    held: Dict[str, TensorLike] = {}
+    for name, x in (inputs or {}).items():
+        pop = network.populations.get(name)
+        if pop is None:
+            raise KeyError(f"unknown input population {name!r}; have {sorted(network.populations)}")
+        if not isinstance(pop, InputPopulation):
+            raise ValueError(f"{name!r} is not an input population")
+        if pop.encoder is None:
+            v = torch.as_tensor(x, dtype=dtype, device=device)
+            if v.dim() not in (2, 3) or v.shape[0] != steps:
+                raise ValueError(
+                    f"input {name!r}: spikes must have shape (steps={steps}, N) or (steps, R, N), got {tuple(v.shape)}"
+                )
+            per_step[name] = v
+        else:
+            held[name] = x
+    return per_step, held
+
+
+def record_run(
+    steps: int,
+    advance: Callable[[int], None],
+    read: Callable[[str], torch.Tensor],
+    clock: Callable[[], int],
+    monitors: Sequence[str],
+    every: int = 1,
+    progress: bool = False,
+) -> Recording:
+    """Call ``advance(k)`` for ``k < steps`` and read ``monitors`` every ``every`` steps."""
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    for m in monitors:
+        read(m)  # fail before running on a bad name
+    rec: Dict[str, List[torch.Tensor]] = {m: [] for m in monitors}
+    out = Recording(steps={m: [] for m in monitors})
+    for k in tqdm(range(steps), disable=not progress, desc="simulating", unit="step"):
+        advance(k)
+        if monitors and (k + 1) % every == 0:
+            for m in monitors:
+                rec[m].append(read(m).clone())
+                out.steps[m].append(clock())
+    for m in monitors:
+        out.data[m] = torch.stack(rec[m]) if rec[m] else torch.empty(0)
+    return out
 
 
 class Simulator:
@@ -252,28 +303,8 @@ class Simulator:
         ``theta``), ``"projection.<var>"`` (``w``, ``t``, ``d``, ``x1`` ... ``y3``),
         recorded every ``every`` steps.
         """
-        if int(steps) != steps or steps < 0:
-            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-        monitors = list(monitors)
-        for m in monitors:
-            self._read(m)  # fail before running on a bad name
-        per_step = {}
-        held = {}
-        for name, x in (inputs or {}).items():
-            pop = self.network.populations.get(name)
-            if pop is None:
-                raise KeyError(f"unknown input population {name!r}; have {sorted(self.network.populations)}")
-            if not isinstance(pop, InputPopulation):
-                raise ValueError(f"{name!r} is not an input population")
-            if pop.encoder is None:
-                v = torch.as_tensor(x, dtype=self.dtype, device=self.device)
-                if v.dim() not in (2, 3) or v.shape[0] != steps:
-                    raise ValueError(
-                        f"input {name!r}: spikes must have shape (steps={steps}, N) or (steps, R, N), got {tuple(v.shape)}"
-                    )
-                per_step[name] = v
-            else:
-                held[name] = self._as_state(x, pop.n, f"input {name!r}")
+        per_step, held = split_inputs(self.network, steps, inputs, self.dtype, self.device)
+        held = {name: self._as_state(x, self.network.populations[name].n, f"input {name!r}") for name, x in held.items()}
         tf_held, tf_seq = {}, {}
         for name, x in (third_factors or {}).items():
             v = torch.as_tensor(x, dtype=self.dtype, device=self.device)
@@ -283,25 +314,13 @@ class Simulator:
                 tf_seq[name] = v
             else:
                 tf_held[name] = v
-        rec: Dict[str, List[torch.Tensor]] = {m: [] for m in monitors}
-        rec_steps: Dict[str, List[int]] = {m: [] for m in monitors}
-        for k in tqdm(range(steps), disable=not progress, desc="simulating", unit="step"):
-            step_inputs = dict(held)
-            for name, v in per_step.items():
-                step_inputs[name] = v[k]
-            tf = dict(tf_held)
-            for name, v in tf_seq.items():
-                tf[name] = v[k]
+
+        def advance(k: int) -> None:
+            step_inputs = {**held, **{name: v[k] for name, v in per_step.items()}}
+            tf = {**tf_held, **{name: v[k] for name, v in tf_seq.items()}}
             self.step(step_inputs, tf, step_in_presentation=k)
-            if monitors and (k + 1) % every == 0:
-                for m in monitors:
-                    rec[m].append(self._read(m).clone())
-                    rec_steps[m].append(self.time_step)
-        out = Recording()
-        for m in monitors:
-            out.data[m] = torch.stack(rec[m]) if rec[m] else torch.empty(0)
-            out.steps[m] = rec_steps[m]
-        return out
+
+        return record_run(steps, advance, self._read, lambda: self.time_step, list(monitors), every, progress)
 
     def _read(self, monitor: str) -> torch.Tensor:
         target, _, var = monitor.partition(".")
