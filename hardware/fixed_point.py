@@ -39,6 +39,12 @@ rule (:class:`FixedPointLearning`, built by :func:`fixed_point_rule`) is defined
   bracket constants ``C * unit(var)`` (``unit`` = ``trace_scale`` for traces,
   ``weight_unit`` for ``w t d``, 1 for ``x0 y0``): the same lowering, rescaled, still of the
   form ``m * 2**e``, or :class:`FixedPointError` says which product leaves Lava's range.
+
+3-factor rules (``Loihi3FLearningRule``): the post population sends y1..y3 every step (in Lava a
+``FactorLIF`` with its ``fixed_pt`` model); a ``third_factor``-driven ``y`` is
+``clip(rint(value * trace_scale), -128, 127)`` (:meth:`FixedPointPopulation.third_factor_integers`),
+a spike ``y`` the neuron's integer trace (:attr:`FixedPointLearning.post_traces`); Lava replaces the
+post traces with them and still decays them with tau ``65535`` in the learning phase.
 """
 from __future__ import annotations
 
@@ -101,6 +107,20 @@ class FixedPointPopulation:
     #: our float membrane potential per integer unit of Lava's ``v``
     v_to_float: float
     notes: List[str] = field(default_factory=list)
+    #: 3-factor post population (a ``FactorLIF`` in Lava): what it sends as y1..y3, see
+    #: :attr:`FixedPointLearning.post_traces`; ``None`` for a plain LIF
+    factor_traces: Optional[Dict[str, tuple]] = None
+    #: integer units per float unit of the driven values (the 3-factor rule's ``trace_scale``)
+    factor_unit: Optional[float] = None
+
+    def third_factor_integers(self, values) -> np.ndarray:
+        """Float third-factor values (any shape) as the 7-bit integers the post neuron sends as a driven
+        ``y``: ``clip(round(values * factor_unit), -128, 127)`` (half to even), int64. What a Lava run
+        gives ``FactorLIF.a_third_factor_in`` and what :class:`FixedPointSimulator` uses."""
+        if self.factor_unit is None:
+            raise FixedPointError(f"population {self.name!r} reads no third factor")
+        v = np.rint(np.asarray(values, dtype=np.float64) * self.factor_unit)
+        return np.clip(v, -(1 << W_TRACE), TRACE_MAX).astype(np.int64)
 
     def lava_kwargs(self) -> Dict[str, object]:
         """Keyword arguments for ``lava.proc.lif.process.LIF``."""
@@ -154,6 +174,8 @@ TARGET_VAR = {"dw": "weights", "dt": "tag_1", "dd": "tag_2"}
 SYN_VAR = {"w": "weights", "t": "tag_1", "d": "tag_2"}
 #: Lava's ConnVarRandom default seed (lava/magma/core/learning/random.py), not the rule's rng_seed
 CONN_RANDOM_SEED = 2
+#: Loihi3FLearningRule's y taus (``np.iinfo(np.uint16).max``): Lava still decays the received y with them
+LOIHI3F_Y_TAU = 65535
 
 
 @dataclass(frozen=True)
@@ -214,11 +236,20 @@ class FixedPointLearning:
     weight_unit: float
     lava_products: Dict[str, tuple]
     notes: List[str] = field(default_factory=list)
+    #: 3-factor rule (``Loihi3FLearningRule``): the post neuron sends y1..y3 every step, by name
+    #: ``("driven", "third_factor")`` or ``("spike", keep, impulse)`` (the neuron's integer spike trace
+    #: ``y = clip(((y * keep) >> 12) + impulse * spike, 0, 127)``, ``keep = round(4096 exp(-dt/tau))``,
+    #: ``impulse = round(impulse * trace_scale)``); empty for a 2-factor rule
+    post_traces: Dict[str, tuple] = field(default_factory=dict)
+
+    @property
+    def three_factor(self) -> bool:
+        return bool(self.post_traces)
 
     def lava_rule_kwargs(self) -> Dict[str, object]:
-        """Keyword arguments for ``Loihi2FLearningRule``."""
+        """Keyword arguments for ``Loihi2FLearningRule`` (``Loihi3FLearningRule``: no y parameters)."""
         kw: Dict[str, object] = dict(self.strings)
-        for name in PRE_TRACES + POST_TRACES:
+        for name in PRE_TRACES + (() if self.three_factor else POST_TRACES):
             kw[f"{name}_impulse"] = self.impulses.get(name, 0.0)
             kw[f"{name}_tau"] = self.taus.get(name, 0)
         kw["t_epoch"] = self.t_epoch
@@ -226,10 +257,11 @@ class FixedPointLearning:
         return kw
 
     def lava_rule(self):
-        """A ``Loihi2FLearningRule`` with these integer parameters."""
-        from lava.magma.core.learning.learning_rule import Loihi2FLearningRule
+        """A ``Loihi2FLearningRule`` (``Loihi3FLearningRule`` for a 3-factor rule) with these integer parameters."""
+        from lava.magma.core.learning.learning_rule import Loihi2FLearningRule, Loihi3FLearningRule
 
-        return Loihi2FLearningRule(**self.lava_rule_kwargs())
+        cls = Loihi3FLearningRule if self.three_factor else Loihi2FLearningRule
+        return cls(**self.lava_rule_kwargs())
 
 
 def _power_of_two_below(x: float) -> float:
@@ -250,10 +282,15 @@ def fixed_point_rule(
     largest impulse at ``127 / 2**trace_headroom_bits`` or below) must be powers of two so
     that every rescaled coefficient is still ``m * 2**e``.
     """
-    if needs_post_factors(rule):
-        raise FixedPointError(
-            f"rule {rule.name!r} reads a driven post trace (3-factor path): not implemented in fixed point"
-        )
+    three = needs_post_factors(rule)
+    if three:
+        for name in POST_TRACES:
+            tr = rule.traces.get(name)
+            if tr is not None and tr.driven_by not in (None, "third_factor"):
+                raise FixedPointError(
+                    f"rule {rule.name!r}: {name} driven by {tr.driven_by!r} (3-factor path): fixed point implements "
+                    "only driven_by='third_factor' (an integer scaling of v or i into 7-bit traces is not defined)"
+                )
     for error in impulse_errors(rule):
         raise FixedPointError(str(error))
     try:
@@ -271,6 +308,26 @@ def fixed_point_rule(
             raise FixedPointError(f"{what} must be a power of two, got {v!r}")
     notes: List[str] = []
     impulses, taus = {}, {}
+    post_traces: Dict[str, tuple] = {}
+    if three:
+        # Loihi3FLearningRule: y impulses 0, y taus 2**16 - 1 (learning_rule.py); the post neuron sends y.
+        for name in POST_TRACES:
+            impulses[name], taus[name] = 0.0, LOIHI3F_Y_TAU
+            tr = rule.traces.get(name)
+            if tr is None:
+                continue
+            if tr.driven_by is not None:
+                post_traces[name] = ("driven", tr.driven_by)
+                continue
+            imp = tr.impulse * trace_scale
+            if imp != round(imp) or imp > TRACE_MAX:
+                raise FixedPointError(
+                    f"rule {rule.name!r}: {name} impulse {tr.impulse} * trace_scale {trace_scale:g} must be an integer "
+                    "<= 127 (the post neuron keeps 3-factor spike traces as 7-bit integers)"
+                )
+            keep = DECAY_UNITY if tr.tau == math.inf else int(round(DECAY_UNITY * math.exp(-dt / tr.tau)))
+            post_traces[name] = ("spike", keep, int(imp))
+        spiking = {k: v for k, v in spiking.items() if k in PRE_TRACES}
     for name, tr in spiking.items():
         impulses[name] = tr.impulse * trace_scale
         if impulses[name] > TRACE_MAX:
@@ -324,6 +381,7 @@ def fixed_point_rule(
         weight_unit=float(weight_unit),
         lava_products={k: tuple(lava_product(p) for p in v) for k, v in products.items()},
         notes=notes,
+        post_traces=post_traces,
     )
 
 
@@ -442,6 +500,23 @@ def to_fixed_point(
             name=name, pre=proj.pre, post=proj.post, lava_weights=lava_w, weights=np.asarray(eff, dtype=np.int64),
             weight_exp=int(q.exponent), num_weight_bits=int(q.num_weight_bits), sign_mode=q.sign_mode, quantized=q,
         )
+    for name, proj in projs.items():
+        L = proj.learning
+        if L is None or not L.three_factor:
+            continue
+        pop = pops[proj.post]
+        if pop.factor_traces is not None and (pop.factor_traces, pop.factor_unit) != (L.post_traces, L.trace_scale):
+            raise FixedPointError(
+                f"population {proj.post!r}: 3-factor projections with different post traces or trace scales "
+                "(one neuron sends one set of y1..y3)"
+            )
+        pop.factor_traces, pop.factor_unit = dict(L.post_traces), L.trace_scale
+    for name, pop in pops.items():
+        if pop.factor_traces is not None and any(
+            p.post == name and (p.learning is None or not p.learning.three_factor) and p.learning is not None
+            for p in projs.values()
+        ):
+            raise FixedPointError(f"population {name!r}: mixes 2-factor and 3-factor plastic inputs")
     return FixedPointNetwork(network=network, target=target, populations=pops, projections=projs, inputs=inputs)
 
 
@@ -464,7 +539,8 @@ def _plastic_projection(
         raise FixedPointError(f"projection {name!r}: initial weights violate the rule's sign ({mode})")
     e_min, e_max = _exponent_range(target)
     big = float(np.max(np.abs(w))) * scale if w.size else 0.0
-    room = (hi + 1) / 2.0**weight_headroom_bits
+    # 8-bit magnitudes in every sign mode (INHIBITORY's range is [-255, 0]: not hi + 1 = 1)
+    room = 2.0**8 / 2.0**weight_headroom_bits
     e = math.ceil(math.log2(big / room) - 1e-12) if big > 0 else 0
     e = int(min(max(e, e_min), e_max))
     mixed = int(sign_mode == SignMode.MIXED)
@@ -571,8 +647,11 @@ def _decay_trace(trace: torch.Tensor, factor: Optional[float], random: float) ->
     return fl.to(torch.int64) + (random < (p - fl)).to(torch.int64)
 
 
-def _lrn_spiking_phase(st: _PlasticState, pre: torch.Tensor, post: torch.Tensor, t_in_epoch: int) -> None:
-    """``recv_traces`` (connection.py:384-415) for ``(R, N)`` 0/1 spikes."""
+def _lrn_spiking_phase(
+    st: _PlasticState, pre: torch.Tensor, post: torch.Tensor, t_in_epoch: int, y_in: Optional[torch.Tensor] = None
+) -> None:
+    """``recv_traces`` (connection.py:384-415) for ``(R, N)`` 0/1 spikes; ``y_in`` ``(R, 3, N)``: the
+    3-factor rule's ``s_in_y1..3``, which replace the post traces after the post spikes' impulses."""
     s, b = pre.bool(), post.bool()
     multi = (st.tx > 0) & s
     if bool(multi.any()):
@@ -588,6 +667,8 @@ def _lrn_spiking_phase(st: _PlasticState, pre: torch.Tensor, post: torch.Tensor,
                 multi, _add_impulse(st.y[:, k], r, st.imp_int[2 + k], st.imp_frac[2 + k]), st.y[:, k]
             )
     st.ty = torch.where(b, torch.full_like(st.ty, t_in_epoch), st.ty)
+    if y_in is not None:
+        st.y = y_in.clone()
     st.randoms.advance_traces()
 
 
@@ -614,7 +695,9 @@ def _lrn_learning_phase(st: _PlasticState, time_step: int) -> None:
         hx.append(x)
         hy.append(y)
     HX, HY = torch.stack(hx), torch.stack(hy)  # (T+1, R, 2, Npre), (T+1, R, 3, Npost)
-    st.x, st.y = hx[-1], hy[-1]
+    st.x = hx[-1]
+    if not L.three_factor:  # _update_traces: a 3-factor rule keeps the received y
+        st.y = hy[-1]
     R, _, n_pre = st.x.shape
     n_post = st.y.shape[2]
     # _extract_applier_evaluated_traces: traces at the dependency's spike time, as (R, k, Npost, Npre)
@@ -757,6 +840,10 @@ class FixedPointSimulator:
         self.buffers = {
             k: torch.zeros(shape(self.network.populations[p.post].n), **i64) for k, p in self.fixed.projections.items()
         }
+        # the post neurons' y1..y3 of 3-factor rules (FactorLIF's y state): (R, 3, N)
+        self.factor_y = {
+            k: torch.zeros(self.replicas, 3, p.n, **i64) for k, p in self.fixed.populations.items() if p.factor_traces
+        }
         pops = self.network.populations
         self.plastic = {
             k: _PlasticState(p, pops[p.pre].n, pops[p.post].n, self.replicas, self.device)
@@ -778,9 +865,37 @@ class FixedPointSimulator:
         st["u"], st["v"] = u, torch.where(s, torch.zeros_like(v), v)
         return s.to(torch.int64)
 
-    def step(self, inputs: Optional[Mapping[str, TensorLike]] = None, step_in_presentation: int = 0) -> Dict[str, torch.Tensor]:
-        """Advance one step; ``inputs`` as in :meth:`neuro.Simulator.step`. Returns int64 spikes by population."""
+    def _factor_traces(self, name: str, spikes: torch.Tensor, third_factor: Optional[TensorLike]) -> None:
+        """What a ``FactorLIF`` (``fixed_pt``) sends as y1..y3 after its LIF step (see
+        :attr:`FixedPointLearning.post_traces`)."""
+        pop, y = self.fixed.populations[name], self.factor_y[name]
+        for k, trace in enumerate(POST_TRACES):
+            spec = pop.factor_traces.get(trace)
+            if spec is None:
+                continue
+            if spec[0] == "driven":
+                if third_factor is None:
+                    raise KeyError(f"population {name!r} needs a third factor: pass third_factors[{name!r}]")
+                v = pop.third_factor_integers(torch.as_tensor(third_factor, dtype=torch.float64).cpu().numpy())
+                y[:, k] = torch.as_tensor(np.broadcast_to(v, (self.replicas, pop.n)).copy(), device=self.device)
+            else:
+                _, keep, imp = spec
+                y[:, k] = (((y[:, k] * keep) >> DECAY_SHIFT) + imp * spikes).clamp(0, TRACE_MAX)
+
+    def step(
+        self,
+        inputs: Optional[Mapping[str, TensorLike]] = None,
+        step_in_presentation: int = 0,
+        third_factors: Optional[Mapping[str, TensorLike]] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """Advance one step; ``inputs`` as in :meth:`neuro.Simulator.step`; ``third_factors``: this step's
+        float third factor ``(N,)`` or ``(R, N)`` of each 3-factor post population. Returns int64 spikes
+        by population."""
         inputs = dict(inputs or {})
+        third_factors = dict(third_factors or {})
+        unknown = set(third_factors) - set(self.factor_y)
+        if unknown:
+            raise KeyError(f"third factors for populations that read none: {sorted(unknown)}")
         unknown = set(inputs) - set(self.fixed.inputs)
         if unknown:
             raise KeyError(f"not input population(s): {sorted(unknown)}; inputs are {self.fixed.inputs}")
@@ -797,6 +912,8 @@ class FixedPointSimulator:
                     a = currents.get(name)
                     a = torch.zeros_like(self.state[name]["u"]) if a is None else a
                     self.spikes[name] = self._lif(name, a)
+                    if name in self.factor_y:
+                        self._factor_traces(name, self.spikes[name], third_factors.get(name))
                 else:
                     self.spikes[name] = (enc[name] > 0).to(torch.int64)
             for name, proj in self.fixed.projections.items():
@@ -815,7 +932,8 @@ class FixedPointSimulator:
                 # LearningConnectionModelBitApproximate: recv_traces at the end of run_spk, then run_lrn.
                 proj = self.fixed.projections[name]
                 T = st.learning.t_epoch
-                _lrn_spiking_phase(st, self.spikes[proj.pre], self.spikes[proj.post], self.time_step % T or T)
+                y_in = self.factor_y[proj.post] if st.learning.three_factor else None
+                _lrn_spiking_phase(st, self.spikes[proj.pre], self.spikes[proj.post], self.time_step % T or T, y_in)
                 if self.time_step % T == 0:
                     _lrn_learning_phase(st, self.time_step)
         return self.spikes
@@ -826,8 +944,11 @@ class FixedPointSimulator:
         inputs: Optional[Mapping[str, TensorLike]] = None,
         monitors: Iterable[str] = (),
         every: int = 1,
+        third_factors: Optional[Mapping[str, TensorLike]] = None,
     ) -> Recording:
-        """Run ``steps`` steps; ``inputs`` and ``every`` as in :meth:`neuro.Simulator.run`.
+        """Run ``steps`` steps; ``inputs`` and ``every`` as in :meth:`neuro.Simulator.run`; ``third_factors``:
+        float values by population, ``(N,)`` held or ``(steps, N)`` / ``(steps, R, N)`` per step, as
+        integers :meth:`FixedPointPopulation.third_factor_integers`.
 
         Monitors: ``"pop.spikes"`` (0/1), ``"pop.u"`` and ``"pop.v"`` (Lava's integer
         units), recorded as int64 tensors ``(K, R, N)``; for a plastic projection
@@ -836,8 +957,17 @@ class FixedPointSimulator:
         """
         per_step, held = split_inputs(self.network, steps, inputs, torch.float64, self.device)
 
+        tf = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in (third_factors or {}).items()}
+        tf_step = {k: v for k, v in tf.items() if v.ndim >= 2}
+        for k, v in tf_step.items():
+            if v.shape[0] < steps:
+                raise ValueError(f"third factor of {k!r}: {v.shape[0]} steps given, {steps} run")
+
         def advance(k: int) -> None:
-            self.step({**held, **{name: v[k] for name, v in per_step.items()}}, step_in_presentation=k)
+            factors = {name: (v[k] if name in tf_step else v) for name, v in tf.items()}
+            self.step(
+                {**held, **{name: v[k] for name, v in per_step.items()}}, step_in_presentation=k, third_factors=factors
+            )
 
         return record_run(steps, advance, self._read, lambda: self.time_step, list(monitors), every)
 

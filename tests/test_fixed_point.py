@@ -171,9 +171,12 @@ def test_unsupported_networks_are_refused():
 
 
 # --- plastic projections: Lava's LearningDense in fixed point (LearningConnectionModelBitApproximate) -------------
-def run_lava_fixed_plastic(fixed, steps, spikes, probe_weights=True):
+def run_lava_fixed_plastic(fixed, steps, spikes, probe_weights=True, third_factors=None):
     """Like :func:`run_lava_fixed`, with ``LearningDense`` for plastic projections (``lif.s_out -> s_in_bap``);
-    also returns ``{proj: (steps, Npost, Npre)}`` Lava integer weights."""
+    also returns ``{proj: {"weights", "tag_1"?, "tag_2"?: (steps, Npost, Npre)}}`` Lava integers (tags
+    when the rule writes them). A 3-factor post population is a ``FactorLIF`` (its ``fixed_pt`` model) whose
+    ``s_out_bap`` and ``s_out_y1..3`` feed the ``LearningDense``; ``third_factors[pop]``: ``(steps, N)``
+    integers from a ``RingBuffer`` into ``a_third_factor_in``."""
     _prepare_lava_import()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -183,7 +186,19 @@ def run_lava_fixed_plastic(fixed, steps, spikes, probe_weights=True):
     from lava.proc.monitor.process import Monitor
 
     procs = {name: RingBuffer(data=spikes[name].T.astype(np.int32).copy()) for name in fixed.inputs}
-    procs.update({name: LavaLIF(name=name, **p.lava_kwargs()) for name, p in fixed.populations.items()})
+    from export.lava_procs import FactorLIF
+
+    third_factors = dict(third_factors or {})
+    for name, p in fixed.populations.items():
+        if p.factor_traces is None:
+            procs[name] = LavaLIF(name=name, **p.lava_kwargs())
+            continue
+        uses_tf = ("driven", "third_factor") in p.factor_traces.values()
+        procs[name] = FactorLIF(name=name, traces=p.factor_traces, v_scale=1.0, third_factor=uses_tf, **p.lava_kwargs())
+        if uses_tf:
+            src = RingBuffer(data=np.asarray(third_factors.pop(name)).T.astype(np.int32).copy())
+            src.s_out.connect(procs[name].a_third_factor_in)
+    assert not third_factors
     conns = {}
     for proj in fixed.projections.values():
         cls = Dense if proj.learning is None else LearningDense
@@ -191,7 +206,11 @@ def run_lava_fixed_plastic(fixed, steps, spikes, probe_weights=True):
         procs[proj.pre].s_out.connect(conn.s_in)
         conn.a_out.connect(procs[proj.post].a_in)
         if proj.learning is not None:
-            procs[proj.post].s_out.connect(conn.s_in_bap)
+            post = procs[proj.post]
+            (post.s_out_bap if isinstance(post, FactorLIF) else post.s_out).connect(conn.s_in_bap)
+            if proj.learning.three_factor:
+                for k in ("y1", "y2", "y3"):
+                    getattr(post, f"s_out_{k}").connect(getattr(conn, f"s_in_{k}"))
             conns[proj.name] = conn
     monitors = {}
     for name in fixed.populations:
@@ -201,9 +220,11 @@ def run_lava_fixed_plastic(fixed, steps, spikes, probe_weights=True):
             monitors[name, var] = mon
     if probe_weights:
         for name, conn in conns.items():
-            mon = Monitor()
-            mon.probe(conn.weights, steps)
-            monitors[name, "weights"] = mon
+            rule = fixed.projections[name].learning
+            for var in ["weights"] + [v for v, target in (("tag_1", "dt"), ("tag_2", "dd")) if target in rule.products]:
+                mon = Monitor()
+                mon.probe(getattr(conn, var), steps)
+                monitors[name, var] = mon
     anchor = procs[next(iter(fixed.populations))]
     out = {name: {} for name in list(fixed.populations) + list(conns)}
     try:
@@ -225,24 +246,33 @@ def stdp_net(rule, n_in=20, n_out=8, w_max=0.6, rate=150.0, inh=-0.5):
     return net
 
 
-def compare_plastic(net, steps=STEPS, seed=4, rng_seed=7, **quantization):
-    """Ours vs Lava: spikes, u, v and the plastic weights equal at every step; returns both runs."""
+def compare_plastic(net, steps=STEPS, seed=4, rng_seed=7, third_factors=None, **quantization):
+    """Ours vs Lava: spikes, u, v and the plastic weights (and tags) equal at every step; returns both runs.
+    ``third_factors``: float ``(steps, N)`` by population, as integers ``third_factor_integers`` on both sides."""
     fixed = to_fixed_point(net, rng_seed=rng_seed, **quantization)
+    third_factors = dict(third_factors or {})
+    tf_int = {k: fixed.populations[k].third_factor_integers(v) for k, v in third_factors.items()}
     values = {"inp": np.random.default_rng(1).uniform(0, 1, net.populations["inp"].n)}
     pops, plastic = list(fixed.populations), [k for k, p in fixed.projections.items() if p.learning is not None]
-    monitors = [f"{p}.{v}" for p in pops for v in ("spikes", "u", "v")] + [f"{k}.weights" for k in plastic]
-    ours = FixedPointSimulator(fixed, seed=seed).run(steps, values, monitors=monitors)
+    syn = {
+        k: ["weights"] + [v for v, d in (("tag_1", "dt"), ("tag_2", "dd")) if d in fixed.projections[k].learning.products]
+        for k in plastic
+    }
+    monitors = [f"{p}.{v}" for p in pops for v in ("spikes", "u", "v")] + [f"{k}.{v}" for k in plastic for v in syn[k]]
+    ours = FixedPointSimulator(fixed, seed=seed).run(steps, values, monitors=monitors, third_factors=third_factors)
     spikes = encoded_inputs(net, steps, values, seed=seed)
-    lava = run_lava_fixed_plastic(fixed, steps, spikes)
+    lava = run_lava_fixed_plastic(fixed, steps, spikes, third_factors=tf_int)
     for p in pops:
         for var in ("spikes", "u", "v"):
             a, b = ours[f"{p}.{var}"][:, 0].numpy(), lava[p][var]
             assert a.shape == b.shape == (steps, fixed.populations[p].n)
             assert np.array_equal(a, b), f"{p}.{var}: first difference at step {np.argwhere(a != b)[0]}"
     for k in plastic:
-        a, b = ours[f"{k}.weights"][:, 0].numpy(), lava[k]["weights"]
-        assert a.shape == b.shape
-        assert np.array_equal(a, b), f"{k}.weights: first difference at (step, post, pre) {np.argwhere(a != b)[0]}"
+        for var in syn[k]:
+            a, b = ours[f"{k}.{var}"][:, 0].numpy(), lava[k][var]
+            assert a.shape == b.shape
+            assert np.array_equal(a, b), f"{k}.{var}: first difference at (step, post, pre) {np.argwhere(a != b)[0]}"
+        a = ours[f"{k}.weights"][:, 0].numpy()
         changed = (a[-1] != a[0]).sum()
         assert changed >= a[0].size // 2, f"{k}: only {changed} weights changed"
         assert len({a[t].tobytes() for t in range(0, steps, 50)}) == len(range(0, steps, 50)), "weights stalled"
@@ -322,3 +352,56 @@ def test_unrepresentable_rescaled_coefficient_is_refused():
     net = stdp_net(dataclasses.replace(rule, w_max=math.inf))
     with pytest.raises(FixedPointError, match=r"becomes '-3\*2\^-9 \* x0 \* y1 \* w' in integer units"):
         to_fixed_point(net)
+
+
+def tag_rule(w_min=-math.inf, w_max=math.inf):
+    """Eligibility tag with u dependency: ``dt = a*y0*x1 - a*x0*y1 - b*u*t``, ``dw = c*u*t``, ``t_epoch = 2``
+    (``CASES["tag_eligibility_epoch2"]`` of ``test_lava_reference.py``)."""
+    from neuro import t, u, x0, y1
+
+    return LearningRule(
+        dt=2**-3 * y0 * x1 - 2**-3 * x0 * y1 - 2**-2 * u * t, dw=2**-2 * u * t,
+        traces={"x1": Trace(1.0, 10e-3), "y1": Trace(1.0, 10e-3)}, t_epoch=2, w_min=w_min, w_max=w_max,
+    )
+
+
+def test_tag_with_u_dependency_mixed_and_inhibitory_is_bit_exact_with_lava():
+    # Two LearningDense into one LIF: a MIXED one (excitatory start, weights may cross 0) and an
+    # INHIBITORY one (w <= 0 clamp); tag_1 (in [-257, 255]) and the weights identical at every step.
+    net = stdp_net(tag_rule(), w_max=0.6, rate=250.0)
+    rng = np.random.default_rng(3)
+    net.connect("inp", "out", rng.uniform(-0.1, 0.0, (8, 20)), name="ffi", rule=tag_rule(w_max=0.0))
+    fixed, ours, lava, _ = compare_plastic(net, rng_seeds={"ffi": 9})
+    assert fixed.projections["ff"].sign_mode == SignMode.MIXED
+    assert fixed.projections["ffi"].sign_mode == SignMode.INHIBITORY
+    L = fixed.projections["ff"].learning
+    assert L.strings == {"dt": "y0 * x1 - x0 * y1 - 2^-2 * u0 * t", "dw": "2^-2 * u0 * t"}
+    assert ours["out.spikes"].sum() > 100
+    for k in ("ff", "ffi"):
+        tag = ours[f"{k}.tag_1"][:, 0].numpy()
+        assert (tag != 0).mean() > 0.2 and tag.min() < 0 < tag.max()
+    w = ours["ff.weights"][:, 0].numpy()
+    assert w.min() < 0, "expected MIXED weights to cross zero"
+    wi = ours["ffi.weights"][:, 0].numpy()
+    assert wi.max() == 0 and (wi[-1] == 0).sum() > (wi[0] == 0).sum(), "expected the INHIBITORY clamp at 0"
+    # saturation of tag_1 at Lava's 9-bit range [-256, 255] (clip -257 never reached: acc >= -2**15 - 1)
+    assert ours["ffi.tag_1"].min() == -256 and ours["ffi.tag_1"].max() == 255
+    assert fixed.projections["ffi"].lava_weights.min() < -16, "inhibitory weights must use the 8-bit range"
+
+
+def test_three_factor_modulated_stdp_through_y2_is_bit_exact_with_lava():
+    # Loihi3FLearningRule: the post FactorLIF (fixed_pt model) sends s_out_bap, its integer spike trace y1
+    # and the third factor as y2 = round(reward * trace_scale); Lava decays the received y with tau 65535.
+    from neuro import standard_rules
+
+    rule = standard_rules.modulated_stdp(a_plus=2**-3, a_minus=2**-4)
+    reward = np.where(np.arange(STEPS)[:, None] % 200 < 100, 1.0, -0.5) * np.ones((1, 8))
+    fixed, ours, lava, _ = compare_plastic(stdp_net(rule), third_factors={"out": reward})
+    L = fixed.projections["ff"].learning
+    assert L.three_factor and L.lava_rule().__class__.__name__ == "Loihi3FLearningRule"
+    y1_spec = ("spike", round(4096 * math.exp(-1 / 20)), 16)  # tau 20 ms at dt 1 ms, impulse 1.0 * trace_scale 16
+    assert fixed.populations["out"].factor_traces == {"y1": y1_spec, "y2": ("driven", "third_factor")}
+    assert fixed.populations["out"].third_factor_integers([1.0, -0.5]).tolist() == [16, -8]
+    assert L.strings == {"dw": "2^-4 * y0 * x1 * y2 - 2^-5 * x0 * y1 * y2"}
+    w = ours["ff.weights"][:, 0].numpy()
+    assert (w[-1].astype(int) - w[0]).max() > 5 and (np.diff(w, axis=0) < 0).any() and ours["out.spikes"].sum() > 100

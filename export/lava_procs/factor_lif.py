@@ -17,12 +17,12 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
-from lava.magma.core.model.py.neuron import LearningNeuronModelFloat
+from lava.magma.core.model.py.neuron import LearningNeuronModelFixed, LearningNeuronModelFloat
 from lava.magma.core.model.py.ports import PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-from lava.proc.lif.models import AbstractPyLifModelFloat
+from lava.proc.lif.models import AbstractPyLifModelFixed, AbstractPyLifModelFloat
 from lava.proc.lif.process import LearningLIF
 
 # Per post trace: ("driven", driver) or ("spike", decay per step, impulse) or None.
@@ -73,6 +73,61 @@ class PyFactorLIFModelFloat(LearningNeuronModelFloat, AbstractPyLifModelFloat):
                 _, decay, impulse = spec
                 value = getattr(self, name) * decay + impulse * spikes
             setattr(self, name, value)
+        self.s_out_bap.send(spikes)
+        self.s_out_y1.send(self.y1)
+        self.s_out_y2.send(self.y2)
+        self.s_out_y3.send(self.y3)
+
+
+@implements(proc=FactorLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyFactorLIFModelFixed(LearningNeuronModelFixed, AbstractPyLifModelFixed):
+    """``fixed_pt``: Lava's bit-accurate LIF (as ``PyLearningLIFModelFixed``) that then sends
+    ``s_out_bap`` and integer y1..y3 (the 7-bit ``s_out_y*`` ports). ``traces`` specs, as
+    ``hardware.fixed_point`` compiles them (``FixedPointLearning.post_traces``):
+
+    * ``("driven", "third_factor")``: the integer on ``a_third_factor_in`` (already scaled by
+      ``FixedPointPopulation.third_factor_integers``), sent as is;
+    * ``("spike", keep, impulse)``: ``y = clip(((y * keep) >> 12) + impulse * spike, 0, 127)``.
+    """
+
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    vth: int = LavaPyType(int, np.int32, precision=17)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.effective_vth = 0
+
+    def scale_threshold(self):
+        self.effective_vth = np.left_shift(self.vth, self.vth_shift)
+        self.isthrscaled = True
+
+    def spiking_activation(self):
+        return self.v > self.effective_vth
+
+    def run_spk(self) -> None:
+        super().run_spk()  # bit-accurate LIF step: receive a_in, integrate, spike, reset, send s_out
+        spikes = np.asarray(self.s_out_buff, dtype=bool)
+        params = self.proc_params
+        third = None
+        if params["third_factor"]:
+            third = np.asarray(self.a_third_factor_in.recv()).astype(np.int64)
+        for name in ("y1", "y2", "y3"):
+            spec = params["traces"].get(name)
+            if spec is None:
+                continue
+            if spec[0] == "driven":
+                if spec[1] != "third_factor":
+                    raise ValueError(f"fixed_pt FactorLIF drives {name} only by 'third_factor', got {spec[1]!r}")
+                value = np.broadcast_to(third, self.v.shape)
+            elif spec[0] == "spike":
+                _, keep, impulse = spec
+                y = np.asarray(getattr(self, name)).astype(np.int64)
+                value = np.clip(np.right_shift(y * int(keep), 12) + int(impulse) * spikes, 0, 127)
+            else:
+                raise ValueError(f"fixed_pt FactorLIF: unknown trace spec {spec!r} for {name}")
+            setattr(self, name, np.asarray(value, dtype=np.int32).copy())
         self.s_out_bap.send(spikes)
         self.s_out_y1.send(self.y1)
         self.s_out_y2.send(self.y2)
