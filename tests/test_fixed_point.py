@@ -26,11 +26,23 @@ DT = 1e-3
 STEPS = 600
 
 
+def _run_lava_fixed(anchor, monitors, steps, out):
+    """Run the Lava graph of ``anchor`` with the fixed-point models and fill ``out`` from ``monitors``."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    try:
+        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        for (name, var), mon in monitors.items():
+            out[name]["spikes" if var == "s_out" else var] = np.asarray(mon.get_data()[name][var])
+    finally:
+        anchor.stop()
+    return out
+
+
 def run_lava_fixed(fixed, steps, spikes):
     """Lava graph of a compiled network; returns {pop: {"spikes", "u", "v"}} as (steps, N) arrays."""
     _prepare_lava_import()
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.dense.process import Dense
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.process import LIF as LavaLIF
@@ -50,13 +62,7 @@ def run_lava_fixed(fixed, steps, spikes):
             monitors[name, var] = mon
     anchor = procs[next(iter(fixed.populations))]
     out = {name: {} for name in fixed.populations}
-    try:
-        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        for (name, var), mon in monitors.items():
-            out[name]["spikes" if var == "s_out" else var] = np.asarray(mon.get_data()[name][var])
-    finally:
-        anchor.stop()
-    return out
+    return _run_lava_fixed(anchor, monitors, steps, out)
 
 
 def compare(net, values, steps=STEPS, seed=4, **quantization):
@@ -178,8 +184,6 @@ def run_lava_fixed_plastic(fixed, steps, spikes, probe_weights=True, third_facto
     ``s_out_bap`` and ``s_out_y1..3`` feed the ``LearningDense``; ``third_factors[pop]``: ``(steps, N)``
     integers from a ``RingBuffer`` into ``a_third_factor_in``."""
     _prepare_lava_import()
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.dense.process import Dense, LearningDense
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.process import LIF as LavaLIF
@@ -227,13 +231,7 @@ def run_lava_fixed_plastic(fixed, steps, spikes, probe_weights=True, third_facto
                 monitors[name, var] = mon
     anchor = procs[next(iter(fixed.populations))]
     out = {name: {} for name in list(fixed.populations) + list(conns)}
-    try:
-        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        for (name, var), mon in monitors.items():
-            out[name]["spikes" if var == "s_out" else var] = np.asarray(mon.get_data()[name][var])
-    finally:
-        anchor.stop()
-    return out
+    return _run_lava_fixed(anchor, monitors, steps, out)
 
 
 def stdp_net(rule, n_in=20, n_out=8, w_max=0.6, rate=150.0, inh=-0.5):
