@@ -6,7 +6,7 @@ import pytest
 import torch
 from norse.torch.functional.stdp import STDPParameters, STDPState, stdp_step_linear
 
-from neuro import LIF, IAF, LearningRule, Network, PoissonEncoder, Simulator, Trace, standard_rules, u, w, x0, y0, x1
+from neuro import LIF, IAF, LearningRule, Network, PoissonEncoder, Simulator, Trace, standard_rules, u
 from neuro.plasticity import CompiledRule, initial_plastic_state
 
 DT = 1e-3

@@ -1,6 +1,5 @@
 """Model files: exact resumption, round trips, atomic writes and clear errors on bad files."""
 import json
-import os
 
 import h5py
 import numpy as np

@@ -3,13 +3,11 @@
 Equivalence contract (DESIGN.md): Lava ``floating_pt`` vs torch, identical
 spike trains and weights equal to 1e-5 (relative) over >= 500 steps with learning on.
 """
-import math
-
 import numpy as np
 import pytest
 import torch
 
-from neuro import IAF, LIF, LearningRule, Network, Param, PoissonEncoder, Simulator, Trace, standard_rules, t, u, w, x0, x1, y0, y1, y2
+from neuro import IAF, LIF, LearningRule, Network, PoissonEncoder, Simulator, Trace, standard_rules, u, w, x0, x1, y0, y1, y2
 
 pytest.importorskip("lava")
 from export.lava import LavaExportError, run_lava  # noqa: E402
