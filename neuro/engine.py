@@ -301,7 +301,9 @@ class Simulator:
         values ``(N,)``/``(R, N)`` or a per-step sequence ``(steps, R, N)``. Monitors are
         ``"population.spikes"``, ``"population.<state>"`` (``v``, ``i``,
         ``theta``), ``"projection.<var>"`` (``w``, ``t``, ``d``, ``x1`` ... ``y3``),
-        recorded every ``every`` steps.
+        recorded every ``every`` steps. Traces read as Loihi's trace registers do:
+        their value at the start of the current learning epoch (with ``t_epoch = 1``,
+        the value after this step's spikes).
         """
         per_step, held = split_inputs(self.network, steps, inputs, self.dtype, self.device)
         held = {name: self._as_state(x, self.network.populations[name].n, f"input {name!r}") for name, x in held.items()}
