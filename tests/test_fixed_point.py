@@ -26,45 +26,6 @@ DT = 1e-3
 STEPS = 600
 
 
-def _run_lava_fixed(anchor, monitors, steps, out):
-    """Run the Lava graph of ``anchor`` with the fixed-point models and fill ``out`` from ``monitors``."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-
-    try:
-        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        for (name, var), mon in monitors.items():
-            out[name]["spikes" if var == "s_out" else var] = np.asarray(mon.get_data()[name][var])
-    finally:
-        anchor.stop()
-    return out
-
-
-def run_lava_fixed(fixed, steps, spikes):
-    """Lava graph of a compiled network; returns {pop: {"spikes", "u", "v"}} as (steps, N) arrays."""
-    _prepare_lava_import()
-    from lava.proc.dense.process import Dense
-    from lava.proc.io.source import RingBuffer
-    from lava.proc.lif.process import LIF as LavaLIF
-    from lava.proc.monitor.process import Monitor
-
-    procs = {name: RingBuffer(data=spikes[name].T.astype(np.int32).copy()) for name in fixed.inputs}
-    procs.update({name: LavaLIF(name=name, **p.lava_kwargs()) for name, p in fixed.populations.items()})
-    for proj in fixed.projections.values():
-        conn = Dense(name=proj.name, **proj.lava_kwargs())
-        procs[proj.pre].s_out.connect(conn.s_in)
-        conn.a_out.connect(procs[proj.post].a_in)
-    monitors = {}
-    for name in fixed.populations:
-        for var in ("s_out", "u", "v"):
-            mon = Monitor()
-            mon.probe(getattr(procs[name], var), steps)
-            monitors[name, var] = mon
-    anchor = procs[next(iter(fixed.populations))]
-    out = {name: {} for name in fixed.populations}
-    return _run_lava_fixed(anchor, monitors, steps, out)
-
-
 def compare(net, values, steps=STEPS, seed=4, **quantization):
     fixed = to_fixed_point(net, **quantization)
     sim = FixedPointSimulator(fixed, seed=seed)
@@ -177,13 +138,16 @@ def test_unsupported_networks_are_refused():
 
 
 # --- plastic projections: Lava's LearningDense in fixed point (LearningConnectionModelBitApproximate) -------------
-def run_lava_fixed_plastic(fixed, steps, spikes, probe_weights=True, third_factors=None):
-    """Like :func:`run_lava_fixed`, with ``LearningDense`` for plastic projections (``lif.s_out -> s_in_bap``);
-    also returns ``{proj: {"weights", "tag_1"?, "tag_2"?: (steps, Npost, Npre)}}`` Lava integers (tags
+def run_lava_fixed(fixed, steps, spikes, probe_weights=True, third_factors=None):
+    """Lava graph of a compiled network with the fixed-point models: ``{pop: {"spikes", "u", "v"}}`` as
+    ``(steps, N)`` arrays; ``Dense`` for static projections, ``LearningDense`` for plastic ones
+    (``lif.s_out -> s_in_bap``), which also return ``{proj: {"weights", "tag_1"?, "tag_2"?: (steps, Npost, Npre)}}`` Lava integers (tags
     when the rule writes them). A 3-factor post population is a ``FactorLIF`` (its ``fixed_pt`` model) whose
     ``s_out_bap`` and ``s_out_y1..3`` feed the ``LearningDense``; ``third_factors[pop]``: ``(steps, N)``
     integers from a ``RingBuffer`` into ``a_third_factor_in``."""
     _prepare_lava_import()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.dense.process import Dense, LearningDense
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.process import LIF as LavaLIF
@@ -231,7 +195,13 @@ def run_lava_fixed_plastic(fixed, steps, spikes, probe_weights=True, third_facto
                 monitors[name, var] = mon
     anchor = procs[next(iter(fixed.populations))]
     out = {name: {} for name in list(fixed.populations) + list(conns)}
-    return _run_lava_fixed(anchor, monitors, steps, out)
+    try:
+        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        for (name, var), mon in monitors.items():
+            out[name]["spikes" if var == "s_out" else var] = np.asarray(mon.get_data()[name][var])
+    finally:
+        anchor.stop()
+    return out
 
 
 def stdp_net(rule, n_in=20, n_out=8, w_max=0.6, rate=150.0, inh=-0.5):
@@ -259,7 +229,7 @@ def compare_plastic(net, steps=STEPS, seed=4, rng_seed=7, third_factors=None, **
     monitors = [f"{p}.{v}" for p in pops for v in ("spikes", "u", "v")] + [f"{k}.{v}" for k in plastic for v in syn[k]]
     ours = FixedPointSimulator(fixed, seed=seed).run(steps, values, monitors=monitors, third_factors=third_factors)
     spikes = encoded_inputs(net, steps, values, seed=seed)
-    lava = run_lava_fixed_plastic(fixed, steps, spikes, third_factors=tf_int)
+    lava = run_lava_fixed(fixed, steps, spikes, third_factors=tf_int)
     for p in pops:
         for var in ("spikes", "u", "v"):
             a, b = ours[f"{p}.{var}"][:, 0].numpy(), lava[p][var]
