@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Dict
 
@@ -83,5 +83,5 @@ def stdp_wta_digits(out: Path, quick: bool = False, seed: int = 0) -> Dict[str, 
         "accuracy_random": random_accuracy,
         "learning_curve": {"images_seen": seen, "accuracy": curve},
         "seconds": train_seconds,
-        "config": asdict(replace(cfg)),
+        "config": asdict(cfg),
     }
