@@ -178,10 +178,10 @@ class Simulator:
             p.name: torch.zeros(shape(self.network.populations[p.post].n), dtype=self.dtype, device=self.device)
             for p in self.network.projections.values()
         }
-        for name, rule in self.rules.items():
+        for name in self.rules:
             proj = self.network.projections[name]
             n_pre, n_post = self.network.populations[proj.pre].n, self.network.populations[proj.post].n
-            self.plastic[name] = initial_plastic_state(rule, self.replicas, n_pre, n_post, self.dtype, self.device)
+            self.plastic[name] = initial_plastic_state(self.replicas, n_pre, n_post, self.dtype, self.device)
 
     def reset_neurons(self) -> None:
         """Reset only neuron state and synaptic buffers, e.g. between presented samples."""

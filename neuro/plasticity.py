@@ -241,7 +241,7 @@ _OPS = {
 
 
 def initial_plastic_state(
-    rule: CompiledRule, replicas: int, n_pre: int, n_post: int, dtype: torch.dtype, device: torch.device
+    replicas: int, n_pre: int, n_post: int, dtype: torch.dtype, device: torch.device
 ) -> Dict[str, torch.Tensor]:
     """Zero traces and no spikes in the current epoch."""
     return {

@@ -52,7 +52,7 @@ def test_rule_language_stdp_matches_norse_stdp_on_the_same_spike_trains(algorith
         1 / 20e-3, 1 / 30e-3, 1.0, 1.2, 0.3, 0.25, 1.0, multiplicative=(algorithm != "additive")
     )
     compiled = CompiledRule(rule, DT)
-    st = initial_plastic_state(compiled, batch, n_pre, n_post, torch.float64, torch.device("cpu"))
+    st = initial_plastic_state(batch, n_pre, n_post, torch.float64, torch.device("cpu"))
     syn = {"w": w0.clone()[None]}
     params = {k: torch.tensor(v, dtype=torch.float64) for k, v in rule.params.items()}
     w_norse = w0.clone()
