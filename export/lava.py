@@ -193,13 +193,15 @@ def run_lava(
     )
     third_factors = dict(third_factors or {})
     lowered = {n: to_loihi_rule(p.rule, dt) for n, p in network.projections.items() if p.rule is not None}
-    procs, scale, factor_sources = {}, {}, []
+    procs, scale, current_scale, factor_sources = {}, {}, {}, []
     for name, pop in network.populations.items():
         if isinstance(pop, InputPopulation):
             procs[name] = RingBuffer(data=spikes[name].T.copy())
             continue
         params = _lif_params(name, pop, dt)
         scale[name] = params.pop("v_scale")
+        # Lava's u is the current before this step's decay; the engine reports it after.
+        current_scale[name] = 1.0 - params["du"]
         if f"neurons/{name}/v" in start:
             # Lava's v is ours / v_scale; its u is the current before this step's decay.
             params["v"] = start[f"neurons/{name}/v"] / scale[name]
@@ -267,8 +269,9 @@ def run_lava(
         elif target in scale and var in ("v", "i"):
             lava_var = "v" if var == "v" else "u"
             mon.probe(getattr(procs[target], lava_var), steps)
-            # Lava's v and u are ours divided by dv (see the module docstring).
-            probes[m] = (mon, procs[target].name, lava_var, scale[target])
+            # Lava's v is ours divided by dv (see the module docstring); its u is ours before the decay.
+            factor = scale[target] if var == "v" else current_scale[target]
+            probes[m] = (mon, procs[target].name, lava_var, factor)
         elif target in conns and var in ("w", "t", "d"):
             lava_var = {"w": "weights", "t": "tag_1", "d": "tag_2"}[var]
             mon.probe(getattr(conns[target], lava_var), steps)

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Dict, List, Optional, Tuple
 
-from neuro.expr import DEPENDENCIES, POST_TRACES, SYNAPTIC, TRACES, Const, Expr, Op, Param, Var
+from neuro.expr import DEPENDENCIES, MIXING_OPS, POST_TRACES, SYNAPTIC, TRACES, Const, Expr, Op, Param, Var
 from neuro.rule import TARGETS, LearningRule, RuleError, Term, expand_terms
 
 # Range of a product's scaling constant m * 2**e in Lava's ProductSeries parser.
@@ -209,22 +209,25 @@ def _term_text(coef: float, dependency: str, factors) -> str:
 def _fold(name: str, args: List[float], attrs: Tuple[float, ...]) -> Optional[float]:
     """Constant folding with the torch engine's semantics; ``None`` if not a finite number."""
     a = args
+    table = {
+        "add": lambda: a[0] + a[1],
+        "sub": lambda: a[0] - a[1],
+        "mul": lambda: a[0] * a[1],
+        "div": lambda: a[0] / a[1],
+        "neg": lambda: -a[0],
+        "abs": lambda: abs(a[0]),
+        "sign": lambda: float((a[0] > 0) - (a[0] < 0)),
+        "exp": lambda: math.exp(a[0]),
+        "pow": lambda: a[0] ** attrs[0],
+        "clamp": lambda: min(max(a[0], attrs[0]), attrs[1]),
+        "maximum": lambda: max(a[0], a[1]),
+        "minimum": lambda: min(a[0], a[1]),
+        "softmax": lambda: 1.0,  # of a value shared by all post neurons (engine: ones)
+    }
+    if name not in table:  # winner, sum_pre: their value depends on the population size
+        return None
     try:
-        value = {
-            "add": lambda: a[0] + a[1],
-            "sub": lambda: a[0] - a[1],
-            "mul": lambda: a[0] * a[1],
-            "div": lambda: a[0] / a[1],
-            "neg": lambda: -a[0],
-            "abs": lambda: abs(a[0]),
-            "sign": lambda: float((a[0] > 0) - (a[0] < 0)),
-            "exp": lambda: math.exp(a[0]),
-            "pow": lambda: a[0] ** attrs[0],
-            "clamp": lambda: min(max(a[0], attrs[0]), attrs[1]),
-            "maximum": lambda: max(a[0], a[1]),
-            "minimum": lambda: min(a[0], a[1]),
-            "softmax": lambda: 1.0,  # of a value shared by all post neurons (engine: ones)
-        }[name]()
+        value = table[name]()
     except (ZeroDivisionError, OverflowError, ValueError):
         return None
     if isinstance(value, complex) or not math.isfinite(value):
@@ -393,6 +396,10 @@ class _Lowering:
         return LoihiProduct(coef, dep, tuple(factors))
 
     def _unsupported(self, target: str, text: str, f: Expr, term: Term) -> LoihiLoweringError:
+        # An operation across neurons is the real obstacle wherever it is nested (pow(sum_pre(...), 0.5)).
+        across = [n for n in f.walk() if isinstance(n, Op) and n.name in MIXING_OPS]
+        if across:
+            f = across[0]
         name = f.name if isinstance(f, Op) else type(f).__name__
         if name == "softmax":
             return self.error(
@@ -403,6 +410,23 @@ class _Lowering:
                 "Hebbian update by the winner's spike: replace softmax(...) by y0 of a WTA "
                 f"population, e.g. {_term_text(term.coef, 'y0', [g for g in term.factors if g is not f])}"
                 " (SoftHebb's hardware form: eta * y0 * (x1 - w))",
+            )
+        if name == "winner":
+            return self.error(
+                target, text,
+                f"{f} compares the post neurons with each other (a hard winner-take-all); the "
+                "learning engine only sees the local variables of one synapse",
+                "let lateral inhibition pick the winner and gate the update by its spike (y0); "
+                "drop the anti-Hebbian update of the losers (SoftHebb's hardware form: "
+                "eta * y0 * (x1 - y2 * w))",
+            )
+        if name == "sum_pre":
+            return self.error(
+                target, text,
+                f"{f} sums over the pre-synaptic population (e.g. a weight vector's norm); the "
+                "learning engine only sees the local variables of one synapse",
+                "use a constant learning rate instead of one scaled by the weight norm: the "
+                "Oja-like term - y0 * y2 * w already drives each neuron's weight norm to a fixed value",
             )
         if name == "abs":
             return self.error(

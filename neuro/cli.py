@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-DEMO = "stdp-wta-digits"
+DEMO = "softhebb-mnist5k"
 
 
 def _group(name: str):

@@ -43,7 +43,13 @@ OPS: Dict[str, Tuple[int, int]] = {
     "maximum": (2, 0),
     "minimum": (2, 0),
     "softmax": (1, 1),  # over the post population; attribute: temperature
+    "winner": (1, 0),  # 1 for the post neuron with the largest value, 0 for the others
+    "sum_pre": (1, 0),  # sum over the pre-synaptic population (e.g. a weight vector's norm)
 }
+
+# Operations whose value at one synapse depends on other neurons' values: the
+# engine must evaluate their argument for every neuron at the exact sampling time.
+MIXING_OPS: Tuple[str, ...] = ("softmax", "winner", "sum_pre")
 
 Operand = Union["Expr", float, int]
 
@@ -268,6 +274,17 @@ def minimum(a: Operand, b: Operand) -> Expr:
 def softmax(e: Operand, temperature: float = 1.0) -> Expr:
     """softmax(e / temperature) across the post-synaptic population."""
     return Op("softmax", (_wrap(e),), (float(temperature),))
+
+
+def winner(e: Operand) -> Expr:
+    """1 for the post neuron where ``e`` is largest (the first on ties), 0 elsewhere (hard WTA)."""
+    return Op("winner", (_wrap(e),))
+
+
+def sum_pre(e: Operand) -> Expr:
+    """Sum of ``e`` over the pre-synaptic population, per post neuron: ``sum_pre(w * w) ** 0.5``
+    is the norm of a neuron's incoming weight vector."""
+    return Op("sum_pre", (_wrap(e),))
 
 
 _MAX_DEPTH = 64

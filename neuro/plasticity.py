@@ -19,11 +19,11 @@ Matching ``LearningConnectionModelFloat`` exactly:
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from neuro.expr import POST_TRACES, PRE_TRACES, Const, Expr, Op, Param, Var
+from neuro.expr import MIXING_OPS, POST_TRACES, PRE_TRACES, Const, Expr, Op, Param, Var
 from neuro.rule import LearningRule, Term
 
 TRACE_INDEX = {"x1": 0, "x2": 1, "y1": 0, "y2": 1, "y3": 2}
@@ -61,11 +61,9 @@ class CompiledRule:
         # sampled at any dependency that is 1 equals its end-of-epoch value; where the
         # dependency is 0 the product vanishes. Sampling at the epoch end then gives
         # the same updates with (R, 1, N) / (R, M, 1) traces instead of (R, M, N).
-        # softmax mixes post neurons whose dependency is 0, so it keeps exact sampling.
-        has_softmax = any(
-            isinstance(n, Op) and n.name == "softmax" for e in rule.targets().values() for n in e.walk()
-        )
-        self.sample_at_end = rule.t_epoch == 1 and not has_softmax
+        # softmax, winner and sum_pre mix neurons whose dependency is 0, so they keep exact sampling.
+        mixes = any(isinstance(n, Op) and n.name in MIXING_OPS for e in rule.targets().values() for n in e.walk())
+        self.sample_at_end = rule.t_epoch == 1 and not mixes
         self.uses_tag = rule.uses("t") or "dt" in self.terms
         self.uses_delay = rule.uses("d") or "dd" in self.terms
 
@@ -108,6 +106,36 @@ class CompiledRule:
             y[:, TRACE_INDEX[name]] = signals[driver]
 
     # --- learning phase ------------------------------------------------------------------------
+    def apply(self, ctx: "_Context", syn: Dict[str, torch.Tensor], replicas: int, scale: float = 1.0) -> None:
+        """Add every target's update, evaluated by ``ctx`` for ``replicas`` replicas, to ``syn``.
+
+        Shared synapses (leading size 1) learn from every replica, as from a
+        mini-batch: their update is the sum over replicas times ``scale``. All
+        targets are computed before any is applied; then ``w`` is clipped and
+        ``d`` kept non-negative.
+        """
+        deltas: Dict[str, torch.Tensor] = {}
+        shape = tuple(syn["w"].shape[1:])
+        for target, terms in self.terms.items():
+            var = target[1:]
+            shared = syn[var].shape[0] == 1 and replicas > 1
+            total: Optional[torch.Tensor] = None
+            for term in terms:
+                value = _product(ctx.factors(term), replicas, shape, shared)
+                total = value if total is None else total + value
+            if total is None:
+                continue
+            if not shared:
+                total = torch.broadcast_to(total, (replicas,) + shape)
+                if syn[var].shape[0] == 1:
+                    total = total.sum(dim=0, keepdim=True)
+            deltas[var] = total if scale == 1.0 else total * scale
+        for var, delta in deltas.items():
+            syn[var] = syn[var] + delta
+        syn["w"] = syn["w"].clamp(self.rule.w_min, self.rule.w_max)
+        if "d" in deltas:
+            syn["d"] = syn["d"].clamp(min=0.0)
+
     def learn(
         self,
         state: Dict[str, torch.Tensor],
@@ -117,27 +145,7 @@ class CompiledRule:
     ) -> None:
         """Apply one epoch's update to ``syn`` (``w`` and, if used, ``t``, ``d``), then roll traces."""
         t_epoch = self.rule.t_epoch
-        ctx = _EpochContext(self, state, syn, params, time_step)
-        deltas: Dict[str, torch.Tensor] = {}
-        for target, terms in self.terms.items():
-            total: Optional[torch.Tensor] = None
-            for term in terms:
-                value = ctx.term(term)
-                total = value if total is None else total + value
-            if total is None:
-                continue
-            var = target[1:]
-            replicas = state["x"].shape[0]
-            total = torch.broadcast_to(total, (replicas,) + tuple(syn["w"].shape[1:]))
-            if syn[var].shape[0] == 1:
-                # Shared synapses learn from every replica, as from a mini-batch.
-                total = total.sum(dim=0, keepdim=True)
-            deltas[var] = total
-        for var, delta in deltas.items():
-            syn[var] = syn[var] + delta
-        syn["w"] = syn["w"].clamp(self.rule.w_min, self.rule.w_max)
-        if "d" in deltas:
-            syn["d"] = syn["d"].clamp(min=0.0)
+        self.apply(_EpochContext(self, state, syn, params, time_step), syn, state["x"].shape[0])
         # Roll the traces to their value at the end of the epoch.
         end = torch.tensor(t_epoch, device=state["tx"].device)
         for name in PRE_TRACES:
@@ -154,7 +162,94 @@ class CompiledRule:
         state["ty"] = torch.zeros_like(state["ty"])
 
 
-class _EpochContext:
+def _product(factors: List, replicas: int, shape: Tuple[int, int], sum_replicas: bool) -> torch.Tensor:
+    """The product of ``factors`` (numbers or tensors broadcasting to ``(R, M, N)``).
+
+    With ``sum_replicas`` the result is summed over replicas, ``(1, M, N)``. Where
+    every factor is either post-sided ``(R|1, M|1, 1)``, pre-sided ``(R|1, 1, N)``
+    or the same for all replicas ``(1, M, N)``, the sum over replicas is a matrix
+    product of the two sides and no ``(R, M, N)`` tensor is made: a mini-batch
+    Hebbian update ``sum_r y_r x_r^T`` costs one matmul.
+    """
+    if not sum_replicas:
+        value = factors[0]
+        for f in factors[1:]:
+            value = value * f
+        return torch.as_tensor(value) if not isinstance(value, torch.Tensor) else value
+    post, pre, common, full = [], [], [], []
+    for f in factors:
+        if not isinstance(f, torch.Tensor) or f.dim() == 0:
+            common.append(f)
+        elif f.dim() == 3 and f.shape[-1] == 1:
+            post.append(f)
+        elif f.dim() == 3 and f.shape[-2] == 1:
+            pre.append(f)
+        elif f.dim() == 3 and f.shape[0] == 1:
+            common.append(f)
+        else:
+            full.append(f)
+    if full or not (post or pre):
+        value = factors[0]
+        for f in factors[1:]:
+            value = value * f
+        return torch.broadcast_to(torch.as_tensor(value), (replicas,) + shape).sum(dim=0, keepdim=True)
+    a, b = _prod(post), _prod(pre)
+    if not pre:  # sum_r a_r * 1: no matmul needed
+        value = torch.broadcast_to(a, (replicas, shape[0], 1)).sum(dim=0, keepdim=True) * b
+    elif not post:
+        value = a * torch.broadcast_to(b, (replicas, 1, shape[1])).sum(dim=0, keepdim=True)
+    else:
+        a = torch.broadcast_to(a, (replicas, shape[0], 1))[..., 0]
+        b = torch.broadcast_to(b, (replicas, 1, shape[1]))[:, 0, :]
+        value = (a.T @ b)[None]
+    for f in common:
+        value = value * f
+    return torch.broadcast_to(value, (1,) + shape)
+
+
+def _prod(factors: List):
+    value = factors[0] if factors else 1.0
+    for f in factors[1:]:
+        value = value * f
+    return value
+
+
+class _Context:
+    """Evaluates the factors of a rule's products; subclasses say what each variable holds."""
+
+    rule: CompiledRule
+    params: Mapping[str, torch.Tensor]
+
+    def dependency(self, name: str):
+        raise NotImplementedError
+
+    def trace(self, name: str, dep: str):
+        raise NotImplementedError
+
+    def synaptic(self, name: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def factors(self, term: Term) -> List:
+        """``coef * dependency`` followed by the term's factors, evaluated."""
+        return [self.dependency(term.dependency) * term.coef] + [self.eval(f, term.dependency) for f in term.factors]
+
+    def eval(self, e: Expr, dep: str):
+        if isinstance(e, Const):
+            return e.value
+        if isinstance(e, Param):
+            return self.params[e.name]
+        if isinstance(e, Var):
+            if e.name in ("x0", "y0", "u"):
+                return self.dependency(e.name)
+            if e.name in TRACE_INDEX:
+                return self.trace(e.name, dep)
+            return self.synaptic(e.name)
+        assert isinstance(e, Op)
+        a = [self.eval(x, dep) for x in e.args]
+        return _OPS[e.name](a, e.attrs)
+
+
+class _EpochContext(_Context):
     """Evaluates products at the end of one epoch; traces sampled per dependency."""
 
     def __init__(self, rule: CompiledRule, state, syn, params, time_step: int) -> None:
@@ -190,26 +285,42 @@ class _EpochContext:
             self._cache[key] = _history(start, rule.powers(name, start), rule.impulse[name], t_spk, s)
         return self._cache[key]
 
-    def term(self, term: Term) -> torch.Tensor:
-        value = self.deps[term.dependency] * term.coef
-        for f in term.factors:
-            value = value * self.eval(f, term.dependency)
-        return value
+    def dependency(self, name: str):
+        return self.deps[name]
 
-    def eval(self, e: Expr, dep: str):
-        if isinstance(e, Const):
-            return e.value
-        if isinstance(e, Param):
-            return self.params[e.name]
-        if isinstance(e, Var):
-            if e.name in self.deps:
-                return self.deps[e.name]
-            if e.name in TRACE_INDEX:
-                return self.trace(e.name, dep)
-            return self.syn[e.name]
-        assert isinstance(e, Op)
-        a = [self.eval(x, dep) for x in e.args]
-        return _OPS[e.name](a, e.attrs)
+    def synaptic(self, name: str) -> torch.Tensor:
+        return self.syn[name]
+
+
+class _RateContext(_Context):
+    """Rate semantics of a rule: one epoch per sample, every neuron's activity a number.
+
+    ``u`` is 1; ``x0`` and every spike-counting pre trace read the pre-synaptic
+    activity ``(R, N)``; ``y0`` and every spike-counting post trace read the
+    post-synaptic activity ``(R, M)`` (for a soft winner-take-all layer, the
+    probability of being the winner, i.e. the expected spike); a driven post trace
+    reads its driver from ``signals`` (``"v"`` and ``"i"``: the pre-activation).
+    """
+
+    def __init__(self, rule: CompiledRule, pre, post, signals, syn, params) -> None:
+        self.rule, self.syn, self.params = rule, syn, params
+        self.pre, self.post, self.signals = pre[:, None, :], post[:, :, None], signals
+
+    def dependency(self, name: str):
+        return {"x0": self.pre, "y0": self.post}.get(name, 1.0)
+
+    def trace(self, name: str, dep: str):
+        if name in PRE_TRACES:
+            return self.pre
+        driver = self.rule.driven.get(name)
+        if driver is None:
+            return self.post
+        if driver not in self.signals:
+            raise ValueError(f"rule {self.rule.rule.name!r}: trace {name} needs the post signal {driver!r}")
+        return self.signals[driver][:, :, None]
+
+    def synaptic(self, name: str) -> torch.Tensor:
+        return self.syn[name]
 
 
 def _t(x) -> torch.Tensor:
@@ -221,6 +332,20 @@ def _softmax_post(a, attrs):
     if x.dim() < 3:  # a scalar or per-replica value: the same for every post neuron
         return torch.ones_like(x)
     return torch.softmax(x, dim=-2)
+
+
+def _winner_post(a, attrs):
+    x = _t(a[0])
+    if x.dim() < 3:  # the same for every post neuron: the first one wins
+        raise ValueError("winner(...) needs a value that differs between post neurons (a post trace or w)")
+    return torch.zeros_like(x).scatter_(-2, x.argmax(dim=-2, keepdim=True), 1.0)
+
+
+def _sum_pre(a, attrs):
+    x = _t(a[0])
+    if x.dim() < 3 or x.shape[-1] == 1:
+        raise ValueError("sum_pre(...) needs a value per pre-synaptic neuron (a pre trace or w)")
+    return x.sum(dim=-1, keepdim=True)
 
 
 _OPS = {
@@ -237,6 +362,8 @@ _OPS = {
     "maximum": lambda a, at: torch.maximum(_t(a[0]), _t(a[1])),
     "minimum": lambda a, at: torch.minimum(_t(a[0]), _t(a[1])),
     "softmax": _softmax_post,
+    "winner": _winner_post,
+    "sum_pre": _sum_pre,
 }
 
 

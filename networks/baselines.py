@@ -1,0 +1,59 @@
+"""Peers that local learning is measured against: the same architecture trained end to end with backprop."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import torch
+
+
+def backprop_mlp_accuracy(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    initial_weights: np.ndarray,
+    epochs: int = 20,
+    batch: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> Tuple[float, np.ndarray]:
+    """Train ``pixels -> hidden (triangle activation) -> classes`` end to end with Adam.
+
+    The hidden layer starts from ``initial_weights`` ``(hidden, pixels)`` (the same
+    start as the local learner) and uses the same feature map as the SoftHebb
+    readout, ``relu(u - mean(u))``, so only the learning differs. ``epochs`` are
+    passes over ``x_train``. Returns the test accuracy in [0, 1] and the learned
+    hidden weights.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    hidden = torch.nn.Linear(x_train.shape[1], len(initial_weights), bias=False)
+    with torch.no_grad():
+        hidden.weight.copy_(torch.as_tensor(initial_weights, dtype=torch.float32))
+    head = torch.nn.Linear(len(initial_weights), n_classes)
+    # The triangle features are unnormalized; a batch norm plays the readout's StandardScaler.
+    norm = torch.nn.BatchNorm1d(len(initial_weights))
+    params = list(hidden.parameters()) + list(norm.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    x = torch.as_tensor(x_train, dtype=torch.float32)
+    y = torch.as_tensor(y_train, dtype=torch.long)
+
+    def forward(inputs: torch.Tensor) -> torch.Tensor:
+        u = hidden(inputs)
+        return head(norm(torch.relu(u - u.mean(dim=1, keepdim=True))))
+
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=g)
+        for start in range(0, len(x), batch):
+            idx = order[start : start + batch]
+            if len(idx) < 2:
+                continue
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(forward(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+    norm.eval()
+    with torch.no_grad():
+        pred = forward(torch.as_tensor(x_test, dtype=torch.float32)).argmax(dim=1).numpy()
+    return float((pred == y_test).mean()), hidden.weight.detach().numpy().copy()

@@ -1,0 +1,205 @@
+"""Rate-based execution of a network and its rules (no spikes, no time).
+
+The same :class:`~neuro.graph.Network` and the same :class:`~neuro.rule.LearningRule`
+objects that the spiking engine runs can be run as a rate network: each
+population's activity is a transfer function of its pre-activation
+``u = sum_p W_p x_p`` (the weighted activities of its inputs), and each plastic
+projection applies its rule once per sample with the rule's rate semantics
+(see :class:`neuro.plasticity.CompiledRule.apply` and ``_RateContext``):
+``u`` is 1, ``x0`` and pre traces read the pre activity, ``y0`` and spike-counting
+post traces read the post activity, and driven post traces (``"v"``, ``"i"``)
+read the pre-activation ``u``. With a soft winner-take-all transfer
+(:class:`SoftWTA`) the post activity is the probability of being the winner, so
+``eta * y0 * (x1 - y2 * w)`` is SoftHebb's update (Moraitis et al. 2022), the
+expectation of what the spiking winner-take-all layer does spike by spike.
+
+Shapes: a mini-batch of ``B`` samples along the leading dimension, activities
+``(B, n)``; weights are shared by the batch and the update is the batch mean
+(the learning rate is per sample).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Union
+
+import torch
+
+from neuro.graph import InputPopulation, Network, Population
+from neuro.plasticity import CompiledRule, _RateContext
+
+
+@dataclass(frozen=True)
+class SoftWTA:
+    """Soft winner-take-all: ``y = softmax(u / temperature)`` across the population.
+
+    ``temperature`` is in the units of the pre-activation ``u``; low values approach a
+    hard winner-take-all.
+    """
+
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"SoftWTA temperature must be positive and finite, got {self.temperature!r}")
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(u / self.temperature, dim=-1)
+
+
+@dataclass(frozen=True)
+class ReLU:
+    """``y = max(u, 0)``."""
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        return torch.relu(u)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """``y = u`` (a linear population)."""
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        return u
+
+
+Transfer = Union[SoftWTA, ReLU, Identity]
+
+
+class RateSimulator:
+    """A feed-forward network run on activities, learning with its rules' rate semantics.
+
+    Parameters:
+        network: the graph (must be feed-forward; weights are copied, shared ``(post, pre)``).
+        transfer: the transfer function of each (non-input) population by name.
+        device, dtype: where and in which precision the tensors live.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        transfer: Mapping[str, Transfer],
+        device: Union[str, torch.device] = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.network = network
+        self.device = torch.device(device)
+        self.dtype = dtype
+        pops = [p for p in network.populations.values() if isinstance(p, Population)]
+        missing = [p.name for p in pops if p.name not in transfer]
+        if missing:
+            raise ValueError(f"rate simulation: give a transfer function for population(s) {missing}")
+        unknown = set(transfer) - {p.name for p in pops}
+        if unknown:
+            raise ValueError(f"rate simulation: {sorted(unknown)} are not (non-input) populations of the network")
+        self.transfer = dict(transfer)
+        self.order = _feed_forward_order(network)
+        self.w: Dict[str, Dict[str, torch.Tensor]] = {}
+        self.rules: Dict[str, CompiledRule] = {}
+        self.params: Dict[str, Dict[str, torch.Tensor]] = {}
+        for proj in network.projections.values():
+            if not proj.shared:
+                raise ValueError(f"rate simulation: projection {proj.name!r} has per-replica weights; give (post, pre)")
+            w = torch.as_tensor(proj.weights, dtype=dtype, device=self.device)[None].clone()
+            self.w[proj.name] = {"w": w}
+            if proj.rule is not None:
+                rule = CompiledRule(proj.rule, network.dt)
+                if rule.uses_tag:
+                    self.w[proj.name]["t"] = torch.zeros_like(w)
+                if rule.uses_delay:
+                    self.w[proj.name]["d"] = torch.zeros_like(w)
+                self.rules[proj.name] = rule
+                self.params[proj.name] = {
+                    k: torch.tensor(v, dtype=dtype, device=self.device) for k, v in proj.rule.params.items()
+                }
+
+    def weights(self, projection: str) -> torch.Tensor:
+        """Current weights ``(post, pre)``."""
+        return self.w[projection]["w"][0]
+
+    def set_weights(self, projection: str, weights) -> None:
+        w = torch.as_tensor(weights, dtype=self.dtype, device=self.device)
+        old = self.w[projection]["w"]
+        if w.shape != old.shape[1:]:
+            raise ValueError(f"set_weights {projection!r}: expected shape {tuple(old.shape[1:])}, got {tuple(w.shape)}")
+        if not torch.isfinite(w).all():
+            raise ValueError(f"set_weights {projection!r}: weights contain NaN or infinite values")
+        self.w[projection]["w"] = w[None].clone()
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Activities of every population for input activities ``inputs[name]`` ``(B, n)``.
+
+        The result also holds each population's pre-activation under ``"<name>.u"``.
+        """
+        net = self.network
+        acts: Dict[str, torch.Tensor] = {}
+        batch = None
+        for name, pop in net.populations.items():
+            if isinstance(pop, InputPopulation):
+                if name not in inputs:
+                    raise KeyError(f"rate simulation: no activity given for input population {name!r}")
+                x = torch.as_tensor(inputs[name], dtype=self.dtype, device=self.device)
+                if x.dim() != 2 or x.shape[1] != pop.n:
+                    raise ValueError(f"input {name!r}: expected activities (B, {pop.n}), got {tuple(x.shape)}")
+                if batch is not None and x.shape[0] != batch:
+                    raise ValueError(f"input {name!r}: batch size {x.shape[0]} differs from {batch}")
+                if not torch.isfinite(x).all():
+                    raise ValueError(f"input {name!r} contains NaN or infinite values")
+                batch = x.shape[0]
+                acts[name] = x
+        unknown = set(inputs) - set(acts)
+        if unknown:
+            raise KeyError(f"rate simulation: {sorted(unknown)} are not input populations")
+        for name in self.order:
+            u = None
+            for proj in net.incoming(name):
+                contribution = acts[proj.pre] @ self.w[proj.name]["w"][0].T
+                u = contribution if u is None else u + contribution
+            if u is None:
+                u = torch.zeros(batch, net.populations[name].n, dtype=self.dtype, device=self.device)
+            acts[f"{name}.u"] = u
+            acts[name] = self.transfer[name](u)
+        return acts
+
+    def learn(self, inputs: Mapping[str, torch.Tensor], third_factors: Optional[Mapping[str, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+        """One learning step on a mini-batch: forward, then every plastic projection's rule
+        (all computed from the activities and weights before this step). Returns the activities."""
+        with torch.no_grad():
+            acts = self.forward(inputs)
+            batch = next(iter(acts.values())).shape[0]
+            for name, rule in self.rules.items():
+                proj = self.network.projections[name]
+                u = acts[f"{proj.post}.u"]
+                signals = {"v": u, "i": u}
+                if third_factors and proj.post in third_factors:
+                    signals["third_factor"] = torch.as_tensor(third_factors[proj.post], dtype=self.dtype, device=self.device)
+                ctx = _RateContext(rule, acts[proj.pre], acts[proj.post], signals, self.w[name], self.params[name])
+                rule.apply(ctx, self.w[name], batch, scale=1.0 / batch)
+            for name, syn in self.w.items():
+                if not torch.isfinite(syn["w"]).all():
+                    raise FloatingPointError(
+                        f"rate learning: the weights of {name!r} became NaN or infinite (learning rate too high?)"
+                    )
+        return acts
+
+
+def _feed_forward_order(network: Network) -> List[str]:
+    """Non-input populations in an order where every population comes after its inputs."""
+    pending = {name for name, p in network.populations.items() if isinstance(p, Population)}
+    done = {name for name, p in network.populations.items() if isinstance(p, InputPopulation)}
+    order: List[str] = []
+    while pending:
+        ready = sorted(n for n in pending if all(p.pre in done for p in network.incoming(n)))
+        if not ready:
+            loop = [p.name for n in sorted(pending) for p in network.incoming(n) if p.pre in pending]
+            raise ValueError(
+                f"rate simulation needs a feed-forward network; projection(s) {loop} form a loop "
+                "(recurrent connections such as lateral inhibition exist only in the spiking engine)"
+            )
+        order += ready
+        done |= set(ready)
+        pending -= set(ready)
+    return order
+
+
+__all__ = ["RateSimulator", "SoftWTA", "ReLU", "Identity", "Transfer"]

@@ -1,0 +1,187 @@
+"""SoftHebb: the rule language's cross-neuron operations, rate semantics, the rate and spiking layers."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neuro import LearningRule, Network, RuleError, Simulator, Trace, sum_pre, w, winner, x1, y0, y2
+from neuro.plasticity import _product
+from neuro.rates import Identity, RateSimulator, ReLU, SoftWTA
+from networks.softhebb import (
+    SoftHebbConfig,
+    SpikingConfig,
+    build_rate,
+    build_spiking,
+    initial_weights,
+    rate_simulator,
+    scale_inputs,
+    softhebb_rule,
+    train_rate,
+    triangle_features,
+)
+
+
+def paper_update(W, x, temperature, eta, adaptive, anti_hebbian):
+    """SoftHebb's mini-batch update written directly (Moraitis et al. 2022, the reference code's rate)."""
+    u = x @ W.T
+    y = torch.softmax(u / temperature, dim=1)
+    if anti_hebbian:
+        win = torch.nn.functional.one_hot(u.argmax(dim=1), W.shape[0]).to(y.dtype)
+        y = y * (2 * win - 1)
+    dw = (y.T @ x - (y * u).sum(0)[:, None] * W) / len(x)
+    if adaptive:
+        dw = dw * ((W.norm(dim=1, keepdim=True) - 1).abs()) ** 0.5
+    return W + eta * dw
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("anti_hebbian", [False, True])
+def test_rate_semantics_of_the_rule_is_the_papers_update(adaptive, anti_hebbian):
+    cfg = SoftHebbConfig(n_neurons=30, temperature=0.3, eta=0.5, adaptive=adaptive, anti_hebbian=anti_hebbian)
+    net = build_rate(20, cfg)
+    sim = RateSimulator(net, {"layer1": SoftWTA(cfg.temperature)}, dtype=torch.float64)
+    x = torch.rand(12, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    W = torch.as_tensor(net.projections["ff1"].weights)
+    for _ in range(3):
+        expected = paper_update(W, x, cfg.temperature, cfg.eta, adaptive, anti_hebbian)
+        sim.learn({"pixels": x})
+        torch.testing.assert_close(sim.weights("ff1"), expected, rtol=1e-12, atol=1e-12)
+        W = expected
+    assert (W - torch.as_tensor(net.projections["ff1"].weights)).abs().max() > 1e-3
+
+
+def test_cross_neuron_operations_round_trip_and_compute():
+    rule = LearningRule(
+        dw=y0 * (2 * winner(y2) - 1) * (x1 - y2 * w) * sum_pre(w * w) ** 0.5,
+        traces={"x1": Trace(1.0, 20e-3), "y2": Trace(driven_by="i")},
+    )
+    assert LearningRule.from_data(json.loads(json.dumps(rule.to_data()))) == rule
+    # winner: one-hot of the largest post value; sum_pre: a sum over the pre population.
+    from neuro.plasticity import _OPS
+
+    v = torch.tensor([[[0.1], [0.7], [0.3]]])
+    assert _OPS["winner"]([v], ()).flatten().tolist() == [0.0, 1.0, 0.0]
+    m = torch.arange(6.0).reshape(1, 2, 3)
+    assert _OPS["sum_pre"]([m], ()).flatten().tolist() == [3.0, 12.0]
+    with pytest.raises(ValueError, match="winner"):
+        _OPS["winner"]([torch.tensor(1.0)], ())
+    with pytest.raises(RuleError, match="unknown rule operation"):
+        from neuro.expr import expr_from_data
+
+        expr_from_data({"op": "argmax", "args": [{"var": "y2"}]})
+
+
+def test_minibatch_contraction_equals_the_broadcast_sum():
+    g = torch.Generator().manual_seed(0)
+    R, M, N = 5, 7, 4
+    post, pre, common = torch.rand(R, M, 1, generator=g), torch.rand(R, 1, N, generator=g), torch.rand(1, M, N, generator=g)
+    full = torch.rand(R, M, N, generator=g)
+    cases = [[0.5, post, pre, common], [post, common], [pre, 2.0], [post, pre], [post, full, pre]]
+    for factors in cases:
+        naive = factors[0]
+        for f in factors[1:]:
+            naive = naive * f
+        naive = torch.broadcast_to(torch.as_tensor(naive), (R, M, N)).sum(0, keepdim=True)
+        torch.testing.assert_close(_product(factors, R, (M, N), True), naive)
+
+
+def test_shared_weights_learn_the_sum_of_the_replicas_updates():
+    """The engine's matmul path for mini-batches equals the sum of per-replica updates."""
+    cfg = SoftHebbConfig(n_neurons=6, init_radius=1.0)
+    spk = SpikingConfig(v_th=0.3, inhibition=0.5, eta=0.1)
+    x = torch.rand(3, 16, generator=torch.Generator().manual_seed(2))
+    shared = build_spiking(16, cfg, spk)
+    w_start = shared.projections["ff"].weights
+    per_replica = build_spiking(16, cfg, spk, weights=np.stack([w_start] * 3))
+    sims = [Simulator(net, replicas=3, dtype=torch.float64, seed=0) for net in (shared, per_replica)]
+    for sim in sims:
+        sim.learning = False
+        sim.run(30, {"pixels": x})  # identical dynamics while the weights are frozen
+        sim.learning = True
+        sim.run(1, {"pixels": x})
+    w0 = torch.as_tensor(w_start)
+    summed = (sims[1].weights("ff") - w0).sum(dim=0)
+    assert summed.abs().max() > 1e-3  # somebody spiked and learned
+    torch.testing.assert_close(sims[0].weights("ff") - w0, summed, rtol=1e-10, atol=1e-12)
+
+
+def test_rate_simulator_refuses_bad_networks_and_inputs():
+    cfg = SoftHebbConfig(n_neurons=5)
+    net = build_rate(8, cfg)
+    with pytest.raises(ValueError, match="transfer function for population"):
+        RateSimulator(net, {})
+    with pytest.raises(ValueError, match="not .*populations"):
+        RateSimulator(net, {"layer1": ReLU(), "nope": Identity()})
+    sim = RateSimulator(net, {"layer1": SoftWTA(0.5)})
+    with pytest.raises(ValueError, match=r"expected activities \(B, 8\)"):
+        sim.forward({"pixels": torch.rand(3, 9)})
+    with pytest.raises(KeyError, match="no activity given"):
+        sim.forward({})
+    with pytest.raises(ValueError, match="NaN"):
+        sim.forward({"pixels": torch.full((2, 8), float("nan"))})
+    with pytest.raises(ValueError, match="NaN"):
+        sim.set_weights("ff1", np.full((5, 8), np.nan))
+    with pytest.raises(ValueError, match="temperature"):
+        SoftWTA(0.0)
+    spiking = build_spiking(8, cfg)
+    with pytest.raises(ValueError, match="feed-forward.*from_inh|feed-forward.*to_inh"):
+        RateSimulator(spiking, {"layer1": SoftWTA(1.0), "inh": Identity()})
+    # A diverging learning rate is reported, not silently turned into NaN weights.
+    hot = RateSimulator(build_rate(8, SoftHebbConfig(n_neurons=5, eta=1e6)), {"layer1": SoftWTA(0.01)})
+    with pytest.raises(FloatingPointError, match="ff1"):
+        for _ in range(20):
+            hot.learn({"pixels": torch.rand(4, 8) * 10})
+
+
+def test_stacked_layers_both_learn_towards_unit_norm():
+    cfg = SoftHebbConfig(n_neurons=40, temperature=0.5, eta=2.0, init_radius=3.0, batch=8)
+    net = build_rate(64, cfg, widths=[40, 20])
+    sim = rate_simulator(net, cfg)
+    assert set(sim.rules) == {"ff1", "ff2"}
+    from neuro.datasets import load_digits
+
+    x = load_digits().x_train[:400]
+    before = {k: sim.weights(k).norm(dim=1).clone() for k in ("ff1", "ff2")}
+    for epoch in range(3):
+        train_rate(sim, x, cfg.batch, seed=epoch)
+    for k in ("ff1", "ff2"):
+        after = sim.weights(k).norm(dim=1)
+        # |norm - 1| shrinks for most neurons in both layers.
+        assert ((after - 1).abs() < (before[k] - 1).abs() - 0.05).float().mean() > 0.5, k
+    acts = sim.forward({"pixels": torch.as_tensor(x[:5])})
+    assert acts["layer2"].shape == (5, 20)
+    torch.testing.assert_close(acts["layer2"].sum(1), torch.ones(5))
+
+
+def test_spiking_winner_learns_the_presented_digit():
+    """Shown one digit, the spiking layer's winners turn their weights towards it (cosine rises)."""
+    from neuro.datasets import load_digits
+
+    digit = load_digits().x_train[0]
+    cfg = SoftHebbConfig(n_neurons=20, init_radius=1.0, seed=3)
+    spk = SpikingConfig(v_th=0.5, inhibition=1.0, eta=2.0**-6)
+    net = build_spiking(64, cfg, spk)
+    sim = Simulator(net, seed=0)
+    x = torch.as_tensor(scale_inputs(digit[None], spk))
+    rec = sim.run(400, {"pixels": x}, monitors=["layer1.spikes"])
+    counts = rec["layer1.spikes"].sum(dim=(0, 1))
+    assert counts.sum() > 20
+    w0 = torch.as_tensor(net.projections["ff"].weights, dtype=torch.float32)
+    w1 = sim.weights("ff")
+    cos = lambda m: (m @ x[0]) / (m.norm(dim=1) * x[0].norm())  # noqa: E731
+    top = int(counts.argmax())
+    assert cos(w1)[top] > cos(w0)[top] + 0.1
+    assert cos(w1)[top] > 0.9
+    # Silent neurons do not learn (y0 gates the update).
+    silent = counts == 0
+    if silent.any():
+        torch.testing.assert_close(w1[silent], w0[silent])
+
+
+def test_triangle_features_and_initial_weights():
+    w0 = initial_weights(10, 4, radius=2.5, seed=0)
+    assert (w0 >= 0).all() and np.allclose(np.linalg.norm(w0, axis=1), 2.5)
+    f = triangle_features(torch.as_tensor(w0), np.random.default_rng(0).uniform(size=(7, 4)))
+    assert f.shape == (7, 10) and (f >= 0).all() and (f == 0).any()
