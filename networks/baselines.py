@@ -6,6 +6,8 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from networks.softhebb import activation
+
 
 def backprop_mlp_accuracy(
     x_train: np.ndarray,
@@ -17,14 +19,15 @@ def backprop_mlp_accuracy(
     batch: int = 64,
     lr: float = 1e-3,
     seed: int = 0,
+    readout: str = "kwta",
 ) -> Tuple[float, np.ndarray]:
-    """Train ``pixels -> hidden (triangle activation) -> classes`` end to end with Adam.
+    """Train ``pixels -> hidden -> classes`` end to end with Adam.
 
     The hidden layer starts from ``initial_weights`` ``(hidden, pixels)`` (the same
-    start as the local learner) and uses the same feature map as the SoftHebb
-    readout, ``relu(u - mean(u))``, so only the learning differs. ``epochs`` are
-    passes over ``x_train``. Returns the test accuracy in [0, 1] and the learned
-    hidden weights.
+    start as the local learner) and uses the same activation as the SoftHebb
+    readout (:func:`networks.softhebb.activation` of kind ``readout``), so only the
+    learning differs. ``epochs`` are passes over ``x_train``. Returns the test
+    accuracy in [0, 1] and the learned hidden weights.
     """
     g = torch.Generator().manual_seed(seed)
     n_classes = int(max(y_train.max(), y_test.max())) + 1
@@ -32,7 +35,7 @@ def backprop_mlp_accuracy(
     with torch.no_grad():
         hidden.weight.copy_(torch.as_tensor(initial_weights, dtype=torch.float32))
     head = torch.nn.Linear(len(initial_weights), n_classes)
-    # The triangle features are unnormalized; a batch norm plays the readout's StandardScaler.
+    # The features are unnormalized; a batch norm plays the readout's StandardScaler.
     norm = torch.nn.BatchNorm1d(len(initial_weights))
     params = list(hidden.parameters()) + list(norm.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=lr)
@@ -40,8 +43,7 @@ def backprop_mlp_accuracy(
     y = torch.as_tensor(y_train, dtype=torch.long)
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:
-        u = hidden(inputs)
-        return head(norm(torch.relu(u - u.mean(dim=1, keepdim=True))))
+        return head(norm(activation(hidden(inputs), readout)))
 
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=g)

@@ -104,7 +104,7 @@ def softhebb_mnist5k(out: Path, quick: bool = False, seed: int = 0) -> Dict[str,
 
     def accuracy(weights: torch.Tensor) -> float:
         return readout_accuracy(
-            softhebb.triangle_features(weights, x_train), y_train, softhebb.triangle_features(weights, x_test), y_test
+            softhebb.features(weights, x_train), y_train, softhebb.features(weights, x_test), y_test
         )
 
     t0 = time.perf_counter()
@@ -124,11 +124,11 @@ def softhebb_mnist5k(out: Path, quick: bool = False, seed: int = 0) -> Dict[str,
     seconds = time.perf_counter() - t0
     learned = sim.weights("ff1").cpu()
     norms = learned.norm(dim=1)
-    # The neurons that moved most from their random start show what was learned.
+    # 100 neurons evenly spaced in how far they moved from their random start.
     cos = (learned * initial).sum(1) / (norms * initial.norm(dim=1))
-    shown = torch.argsort(cos)[:100].numpy()
-    receptive_fields(learned[shown].numpy(), data.image_shape, out / "receptive_fields.png",
-                     title="SoftHebb receptive fields (100 most changed neurons)")
+    shown = torch.argsort(cos)[torch.linspace(0, len(cos) - 1, 100).long()].numpy()
+    receptive_fields(learned[shown].numpy(), data.image_shape, out / "receptive_fields.png", per_field=True,
+                     title="SoftHebb receptive fields (100 neurons, most to least changed)")
     curves(seen, {"SoftHebb": curve, "frozen random": [curve[0]] * len(seen)}, out / "learning_curve.png",
            xlabel="training images seen", ylabel="readout test accuracy", title="SoftHebb on MNIST-5k (1 epoch)")
     model = Simulator(net)

@@ -20,9 +20,9 @@ current. It runs
   their time constant. Without the adaptive rate and the anti-Hebbian option
   this is the hardware form that lowers to Loihi 2.
 
-Readout features are the "triangle" activation of the pre-activation,
-``relu(u_k - mean_j u_j)`` (Coates et al. 2011), the same for learned, random
-and backprop-trained weights.
+Readout features are the layer's k-winners-take-all output, ``relu(u_k - t)`` with
+``t`` exceeded by the top 10 % of the neurons (or the "triangle" ``relu(u_k - mean_j u_j)``
+of Coates et al. 2011), the same for learned, random and backprop-trained weights.
 """
 from __future__ import annotations
 
@@ -80,6 +80,10 @@ class SpikingConfig:
         eta: learning rate per post spike (power of two for Loihi).
         input_norm: every image is scaled to this L2 norm before encoding (0: off),
             so that a winner's drive does not depend on how much ink the digit has.
+        theta_plus, tau_theta: homeostasis (adaptive threshold, per replica): each
+            spike raises the neuron's threshold by ``theta_plus``, which decays with
+            ``tau_theta`` seconds, so that frequent winners yield to others. Not on
+            Lava's LIF: 0 gives the hardware form.
     """
 
     dt: float = 1e-3
@@ -87,10 +91,12 @@ class SpikingConfig:
     max_rate: float = 200.0
     tau: float = 20e-3
     tau_mem: float = 10e-3
-    v_th: float = 0.8
-    inhibition: float = 2.0
-    eta: float = 2.0**-5
-    input_norm: float = 0.0
+    v_th: float = 15.0
+    inhibition: float = 40.0
+    eta: float = 2.0**-7
+    input_norm: float = 6.0
+    theta_plus: float = 0.0
+    tau_theta: float = math.inf
 
 
 def softhebb_rule(
@@ -178,13 +184,34 @@ def train_rate(
         bar.close()
 
 
-def triangle_features(weights: torch.Tensor, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """Readout features ``relu(u - mean(u))`` with ``u = images @ weights.T``; shape ``(n, post)``."""
+READOUTS = ("kwta", "triangle")
+
+
+def activation(u: torch.Tensor, kind: str = "kwta", fraction: float = 0.1) -> torch.Tensor:
+    """The layer's output seen by the readout, from pre-activations ``u`` ``(n, neurons)``.
+
+    ``"kwta"``: k-winners-take-all, ``relu(u - t)`` with ``t`` the activation that the
+    top ``fraction`` of the neurons exceed (only the winners are active);
+    ``"triangle"``: ``relu(u - mean(u))`` (Coates et al. 2011; half the neurons active).
+    """
+    if kind == "triangle":
+        return torch.relu(u - u.mean(dim=1, keepdim=True))
+    if kind == "kwta":
+        if not 0 < fraction < 1:
+            raise ValueError(f"kwta fraction must lie in (0, 1), got {fraction!r}")
+        k = max(1, int(round(fraction * u.shape[1])))
+        threshold = torch.kthvalue(u, u.shape[1] - k, dim=1, keepdim=True).values
+        return torch.relu(u - threshold)
+    raise ValueError(f"unknown readout activation {kind!r}; known: {', '.join(READOUTS)}")
+
+
+def features(weights: torch.Tensor, images: np.ndarray, kind: str = "kwta", batch: int = 1000) -> np.ndarray:
+    """Readout features ``activation(images @ weights.T)``; shape ``(n, post)``."""
     w = torch.as_tensor(weights, dtype=torch.float32)
     out = []
     for start in range(0, len(images), batch):
         u = torch.as_tensor(images[start : start + batch], dtype=torch.float32) @ w.T
-        out.append(torch.relu(u - u.mean(dim=1, keepdim=True)))
+        out.append(activation(u, kind))
     return torch.cat(out).numpy()
 
 
@@ -209,7 +236,9 @@ def build_spiking(
     n = cfg.n_neurons
     net = Network(dt=spk.dt, name="softhebb_spiking")
     net.input("pixels", n_inputs, encoder=PoissonEncoder(spk.max_rate))
-    net.population("layer1", n, LIF(tau_mem=spk.tau_mem, tau_syn=spk.tau, v_th=spk.v_th))
+    net.population(
+        "layer1", n, LIF(tau_mem=spk.tau_mem, tau_syn=spk.tau, v_th=spk.v_th, theta_plus=spk.theta_plus, tau_theta=spk.tau_theta)
+    )
     net.population("inh", 1, IAF(v_th=0.5))
     w0 = initial_weights(n, n_inputs, cfg.init_radius, cfg.seed) if weights is None else weights
     net.connect("pixels", "layer1", w0, rule=softhebb_rule(spk.eta, adaptive, anti_hebbian, tau=spk.tau), name="ff")
@@ -254,6 +283,11 @@ def train_spiking(
                 counts += sim.step({"pixels": values}, step_in_presentation=k)["layer1"].sum(dim=1)
             spikes += float(counts[: len(idx)].sum())
             answered += int((counts[: len(idx)] > 0).sum())
+            if not torch.isfinite(sim.syn["ff"]["w"]).all():
+                raise FloatingPointError(
+                    f"spiking SoftHebb: the weights of 'ff' became NaN or infinite after {start + len(idx)} images "
+                    f"(eta * current must stay below 1 for the Oja term to be stable: lower eta={spk.eta:g} or the input rate)"
+                )
             bar.update(len(idx))
     finally:
         bar.close()

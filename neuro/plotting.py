@@ -23,9 +23,18 @@ def _pyplot():
 
 
 def receptive_fields(
-    weights: np.ndarray, image_shape: Tuple[int, int], path: PathLike, title: str = "", max_fields: int = 100
+    weights: np.ndarray,
+    image_shape: Tuple[int, int],
+    path: PathLike,
+    title: str = "",
+    max_fields: int = 100,
+    per_field: bool = False,
 ) -> Path:
-    """Draw each post neuron's incoming weights ``(post, pre)`` as an image of ``image_shape``."""
+    """Draw each post neuron's incoming weights ``(post, pre)`` as an image of ``image_shape``.
+
+    One colour scale for all fields, or with ``per_field`` each field on its own
+    (for weights whose scales differ between neurons).
+    """
     weights = np.asarray(weights)
     if weights.ndim != 2 or weights.shape[1] != image_shape[0] * image_shape[1]:
         raise ValueError(f"weights must be (post, {image_shape[0] * image_shape[1]}), got {weights.shape}")
@@ -38,7 +47,8 @@ def receptive_fields(
     for k, ax in enumerate(np.atleast_1d(axes).flat):
         ax.axis("off")
         if k < n:
-            ax.imshow(weights[k].reshape(image_shape), cmap="hot", vmin=lo, vmax=hi, interpolation="nearest")
+            vmin, vmax = (float(weights[k].min()), float(weights[k].max())) if per_field else (lo, hi)
+            ax.imshow(weights[k].reshape(image_shape), cmap="hot", vmin=vmin, vmax=vmax, interpolation="nearest")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

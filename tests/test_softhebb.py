@@ -19,7 +19,7 @@ from networks.softhebb import (
     scale_inputs,
     softhebb_rule,
     train_rate,
-    triangle_features,
+    features,
 )
 
 
@@ -180,8 +180,14 @@ def test_spiking_winner_learns_the_presented_digit():
         torch.testing.assert_close(w1[silent], w0[silent])
 
 
-def test_triangle_features_and_initial_weights():
+def test_readout_activations_and_initial_weights():
     w0 = initial_weights(10, 4, radius=2.5, seed=0)
     assert (w0 >= 0).all() and np.allclose(np.linalg.norm(w0, axis=1), 2.5)
-    f = triangle_features(torch.as_tensor(w0), np.random.default_rng(0).uniform(size=(7, 4)))
-    assert f.shape == (7, 10) and (f >= 0).all() and (f == 0).any()
+    x = np.random.default_rng(0).uniform(size=(7, 4))
+    f = features(torch.as_tensor(w0), x)
+    # k-WTA: the top 10 % of 10 neurons (one) is active in every sample.
+    assert f.shape == (7, 10) and (f >= 0).all() and ((f > 0).sum(axis=1) == 1).all()
+    tri = features(torch.as_tensor(w0), x, kind="triangle")
+    assert ((tri > 0).sum(axis=1) >= 1).all() and ((tri > 0).sum(axis=1) < 10).all()
+    with pytest.raises(ValueError, match="unknown readout activation"):
+        features(torch.as_tensor(w0), x, kind="sigmoid")
