@@ -34,7 +34,9 @@ def backprop_mlp_accuracy(
     hidden = torch.nn.Linear(x_train.shape[1], len(initial_weights), bias=False)
     with torch.no_grad():
         hidden.weight.copy_(torch.as_tensor(initial_weights, dtype=torch.float32))
-    head = torch.nn.Linear(len(initial_weights), n_classes)
+    with torch.random.fork_rng():  # the head's initialization must not depend on earlier torch use
+        torch.manual_seed(seed)
+        head = torch.nn.Linear(len(initial_weights), n_classes)
     # The features are unnormalized; a batch norm plays the readout's StandardScaler.
     norm = torch.nn.BatchNorm1d(len(initial_weights))
     params = list(hidden.parameters()) + list(norm.parameters()) + list(head.parameters())

@@ -292,7 +292,7 @@ class _EpochContext(_Context):
         return self.syn[name]
 
 
-class _RateContext(_Context):
+class RateContext(_Context):
     """Rate semantics of a rule: one epoch per sample, every neuron's activity a number.
 
     ``u`` is 1; ``x0`` and every spike-counting pre trace read the pre-synaptic

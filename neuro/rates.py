@@ -5,7 +5,7 @@ objects that the spiking engine runs can be run as a rate network: each
 population's activity is a transfer function of its pre-activation
 ``u = sum_p W_p x_p`` (the weighted activities of its inputs), and each plastic
 projection applies its rule once per sample with the rule's rate semantics
-(see :class:`neuro.plasticity.CompiledRule.apply` and ``_RateContext``):
+(see :class:`neuro.plasticity.CompiledRule.apply` and ``RateContext``):
 ``u`` is 1, ``x0`` and pre traces read the pre activity, ``y0`` and spike-counting
 post traces read the post activity, and driven post traces (``"v"``, ``"i"``)
 read the pre-activation ``u``. With a soft winner-take-all transfer
@@ -26,7 +26,7 @@ from typing import Dict, List, Mapping, Optional, Union
 import torch
 
 from neuro.graph import InputPopulation, Network, Population
-from neuro.plasticity import CompiledRule, _RateContext
+from neuro.plasticity import CompiledRule, RateContext
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class RateSimulator:
                 signals = {"v": u, "i": u}
                 if third_factors and proj.post in third_factors:
                     signals["third_factor"] = torch.as_tensor(third_factors[proj.post], dtype=self.dtype, device=self.device)
-                ctx = _RateContext(rule, acts[proj.pre], acts[proj.post], signals, self.w[name], self.params[name])
+                ctx = RateContext(rule, acts[proj.pre], acts[proj.post], signals, self.w[name], self.params[name])
                 rule.apply(ctx, self.w[name], batch, scale=1.0 / batch)
             for name, syn in self.w.items():
                 if not torch.isfinite(syn["w"]).all():

@@ -95,12 +95,12 @@ def small_layer():
     return net, images
 
 
-def assert_same(ours, lava, min_layer1_spikes, min_inh_spikes):
+def assert_same(ours, lava, min_layer1_spikes, min_inh_spikes, busy=10):
     s_ours, s_lava = ours["layer1.spikes"].numpy(), lava["layer1.spikes"].numpy()
     i_ours, i_lava = ours["inh.spikes"].numpy(), lava["inh.spikes"].numpy()
     # The layer spikes, competes through inh, and learns: a comparison that can fail.
     assert s_lava.sum() > min_layer1_spikes and i_lava.sum() > min_inh_spikes
-    assert (s_lava.sum(axis=(0, 1)) > 10).sum() >= 2
+    assert (s_lava.sum(axis=(0, 1)) > busy).sum() >= 2
     np.testing.assert_array_equal(s_ours, s_lava)
     np.testing.assert_array_equal(i_ours, i_lava)
     np.testing.assert_allclose(ours["layer1.v"].numpy(), lava["layer1.v"].numpy(), rtol=1e-9, atol=1e-9)
@@ -192,3 +192,23 @@ def test_neuro_check_loihi2_refuses_simulator_only_variants(tmp_path, capsys, va
     reasons = [line for line in out.splitlines() if line.startswith("  - projection 'ff' (rule 'softhebb')")]
     assert len(reasons) == 2 and all(offending in r for r in reasons)
     assert f"{path} does not fit loihi2: 2 reasons listed above." in out
+
+
+def test_benchmark_spiking_configuration_runs_identically_on_lava():
+    """The SpikingConfig the benchmark trains with (eta 2^-7, init radius 4), on a small layer."""
+    pytest.importorskip("lava")
+    from export.lava import run_lava
+    from neuro.datasets import load_digits
+
+    spk = SpikingConfig()
+    assert spk.eta == 2.0**-7 and SoftHebbConfig().init_radius == 4.0
+    net = build_spiking(64, SoftHebbConfig(n_neurons=16, seed=1), spk)
+    assert to_loihi_strings(net.projections["ff"].rule) == {"dw": "2^-7 * y0 * x1 - 2^-7 * y0 * y2 * w"}
+    pixels = scale_inputs(load_digits().x_train[3:4], spk)[0]
+    ours = Simulator(net, dtype=torch.float64, seed=2).run(500, {"pixels": pixels}, monitors=MONITORS)
+    lava = run_lava(net, 500, {"pixels": pixels}, monitors=MONITORS, seed=2)
+    # Each neuron wins a few times, then its norm (so its drive) has shrunk below threshold.
+    assert_same(ours, lava, min_layer1_spikes=20, min_inh_spikes=10, busy=1)
+    # The Oja term pulls the winners' weight norms from 4 towards 1.
+    w_end = lava["ff.w"].numpy()[-1, 0]
+    assert np.linalg.norm(w_end, axis=1).min() < 3.0
