@@ -23,7 +23,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Dict, List
 
-import numpy as np
 import torch
 
 from neuro import Simulator

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -169,19 +169,22 @@ def train_rate(
 
     ``callback(seen)`` is called every ``callback_every`` images (learning curves).
     """
-    order = np.random.default_rng(seed).permutation(len(images))
     x = torch.as_tensor(images, dtype=sim.dtype, device=sim.device)
-    bar = tqdm(total=len(images), desc=progress, disable=progress is None, unit="image")
-    try:
-        for start in range(0, len(images), batch):
-            idx = order[start : start + batch]
-            sim.learn({"pixels": x[idx]})
-            bar.update(len(idx))
-            seen = start + len(idx)
-            if callback is not None and callback_every and (seen // callback_every) > (start // callback_every):
-                callback(seen)
-    finally:
-        bar.close()
+    for start, idx in epoch_batches(len(images), batch, seed, progress):
+        sim.learn({"pixels": x[idx]})
+        seen = start + len(idx)
+        if callback is not None and callback_every and (seen // callback_every) > (start // callback_every):
+            callback(seen)
+
+
+def epoch_batches(n: int, batch: int, seed: int, progress: Optional[str] = None) -> Iterator[Tuple[int, np.ndarray]]:
+    """``(start, indices)`` of one epoch over ``n`` samples in a seeded random order, ``batch`` at a time,
+    with a progress bar (images) when ``progress`` names it."""
+    order = np.random.default_rng(seed).permutation(n)
+    with tqdm(total=n, desc=progress, disable=progress is None, unit="image") as bar:
+        for start in range(0, n, batch):
+            yield start, order[start : start + batch]
+            bar.update(min(batch, n - start))
 
 
 READOUTS = ("kwta", "triangle")
@@ -267,28 +270,21 @@ def train_spiking(
     Returns spike statistics: mean ``layer1`` spikes per image and the fraction of
     images that made at least one neuron spike.
     """
-    order = np.random.default_rng(seed).permutation(len(images))
     x = scale_inputs(images, spk)
     r = sim.replicas
     spikes, answered = 0.0, 0
-    bar = tqdm(total=len(images), desc=progress, disable=progress is None, unit="image")
-    try:
-        for start in range(0, len(images), r):
-            idx = order[start : start + r]
-            values = np.zeros((r, x.shape[1]), dtype=np.float32)
-            values[: len(idx)] = x[idx]  # a short last batch is padded with blank images
-            sim.reset_neurons()
-            counts = torch.zeros(r, dtype=sim.dtype, device=sim.device)
-            for k in range(spk.steps):
-                counts += sim.step({"pixels": values}, step_in_presentation=k)["layer1"].sum(dim=1)
-            spikes += float(counts[: len(idx)].sum())
-            answered += int((counts[: len(idx)] > 0).sum())
-            if not torch.isfinite(sim.syn["ff"]["w"]).all():
-                raise FloatingPointError(
-                    f"spiking SoftHebb: the weights of 'ff' became NaN or infinite after {start + len(idx)} images "
-                    f"(eta * current must stay below 1 for the Oja term to be stable: lower eta={spk.eta:g} or the input rate)"
-                )
-            bar.update(len(idx))
-    finally:
-        bar.close()
+    for start, idx in epoch_batches(len(images), r, seed, progress):
+        values = np.zeros((r, x.shape[1]), dtype=np.float32)
+        values[: len(idx)] = x[idx]  # a short last batch is padded with blank images
+        sim.reset_neurons()
+        counts = torch.zeros(r, dtype=sim.dtype, device=sim.device)
+        for k in range(spk.steps):
+            counts += sim.step({"pixels": values}, step_in_presentation=k)["layer1"].sum(dim=1)
+        spikes += float(counts[: len(idx)].sum())
+        answered += int((counts[: len(idx)] > 0).sum())
+        if not torch.isfinite(sim.syn["ff"]["w"]).all():
+            raise FloatingPointError(
+                f"spiking SoftHebb: the weights of 'ff' became NaN or infinite after {start + len(idx)} images "
+                f"(eta * current must stay below 1 for the Oja term to be stable: lower eta={spk.eta:g} or the input rate)"
+            )
     return {"spikes_per_image": spikes / len(images), "images_with_spikes": answered / len(images)}

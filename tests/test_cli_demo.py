@@ -73,7 +73,8 @@ def demo_run(tmp_path_factory):
 def test_demo_softhebb_beats_frozen_random_features(demo_run):
     results = json.loads((demo_run / "results.json").read_text())
     assert results["dataset"] == "mnist5k" and results["n_train"] == 4000 and results["n_test"] == 1000
-    assert results["accuracy_learned"] > results["accuracy_random"] + 0.01
+    # Measured: 0.952 vs 0.929; the margin leaves room for other BLAS builds' rounding.
+    assert results["accuracy_learned"] > results["accuracy_random"] + 0.015
     assert results["accuracy_learned"] > 0.94  # chance is 0.1
     curve = results["learning_curve"]["accuracy"]
     assert curve[0] == results["accuracy_random"] and curve[-1] == results["accuracy_learned"]

@@ -1,12 +1,11 @@
 """SoftHebb: the rule language's cross-neuron operations, rate semantics, the rate and spiking layers."""
 import json
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from neuro import LearningRule, Network, RuleError, Simulator, Trace, sum_pre, w, winner, x1, y0, y2
+from neuro import LearningRule, RuleError, Simulator, Trace, sum_pre, w, winner, x1, y0, y2
 from neuro.plasticity import _product
 from neuro.rates import Identity, RateSimulator, ReLU, SoftWTA
 from networks.softhebb import (
@@ -17,7 +16,6 @@ from networks.softhebb import (
     initial_weights,
     rate_simulator,
     scale_inputs,
-    softhebb_rule,
     train_rate,
     features,
 )
