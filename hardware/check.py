@@ -7,7 +7,7 @@ not fit or cannot run on the target:
 
 * capacity: cores, neurons and synapses per chip, a neuron's fan-in larger than a core;
 * rules: operations the learning engine lacks (found by walking the rule
-  expressions: ``softmax``, ``abs``, ``exp``, ``**``, ``clamp``, ``maximum``,
+  expressions: ``softmax``, ``winner``, ``sum_pre``, ``abs``, ``exp``, ``**``, ``clamp``, ``maximum``,
   ``minimum``, division by a non-constant, ``sign`` of anything but ``w``/``t``/``d``),
   ``u`` used as a plain factor, weight bounds other than ``[0, inf)``,
   ``(-inf, 0]`` or unbounded, ``t_epoch`` / ``u_exponent`` / trace time

@@ -224,7 +224,7 @@ LOIHI2 = Target(
         "x0, y0, each + an integer constant, or sgn(w|t|d + C))", "",
         "Lava 0.10 lava/magma/core/learning/product_series.py (Factor: 'state_var + C' or "
         "'sgn(w|d|t + C)'; Product: one dependency, a scaling factor and factors). No division by a "
-        "variable, abs, exp, pow, min/max/clamp or softmax", LAVA),
+        "variable, abs, exp, pow, min/max/clamp, nor anything across neurons (softmax, winner, sum_pre)", LAVA),
     weight_bounds=Figure(
         "by sign only: [0, inf), (-inf, 0] or unbounded (and the weight's bit range)", "",
         "Lava 0.10 connection.py: LearningConnectionModelFloat._saturate_synaptic_variable clips w only by "
