@@ -172,10 +172,7 @@ def _product(factors: List, replicas: int, shape: Tuple[int, int], sum_replicas:
     Hebbian update ``sum_r y_r x_r^T`` costs one matmul.
     """
     if not sum_replicas:
-        value = factors[0]
-        for f in factors[1:]:
-            value = value * f
-        return torch.as_tensor(value) if not isinstance(value, torch.Tensor) else value
+        return torch.as_tensor(_prod(factors))
     post, pre, common, full = [], [], [], []
     for f in factors:
         if not isinstance(f, torch.Tensor) or f.dim() == 0:
@@ -189,10 +186,7 @@ def _product(factors: List, replicas: int, shape: Tuple[int, int], sum_replicas:
         else:
             full.append(f)
     if full or not (post or pre):
-        value = factors[0]
-        for f in factors[1:]:
-            value = value * f
-        return torch.broadcast_to(torch.as_tensor(value), (replicas,) + shape).sum(dim=0, keepdim=True)
+        return torch.broadcast_to(torch.as_tensor(_prod(factors)), (replicas,) + shape).sum(dim=0, keepdim=True)
     a, b = _prod(post), _prod(pre)
     if not pre:  # sum_r a_r * 1: no matmul needed
         value = torch.broadcast_to(a, (replicas, shape[0], 1)).sum(dim=0, keepdim=True) * b

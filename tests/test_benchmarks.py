@@ -31,6 +31,7 @@ def test_softhebb_benchmark_quick(tmp_path, capsys):
     assert methods["SoftHebb rate, 1 epoch"]["kwta"] > methods["frozen random"]["kwta"]
     assert methods["SoftHebb spiking, 1 epoch"]["spikes_per_image"] > 0.5
     assert set(results["convergence"]) == {"1", "2"}
+    assert results["spiking_spike_count_readout"] > 0.3  # chance is 0.1
     assert (tmp_path / "softhebb_convergence.png").stat().st_size > 5000
     out = capsys.readouterr().out
     assert "SoftHebb - random" in out and "spiking - rate" in out
