@@ -1,0 +1,317 @@
+"""Memory Aware Synapses (Aljundi et al., ECCV 2018): importance-weighted consolidation.
+
+After a task, every parameter gets an importance ``Omega``; while later tasks are
+learned, ``lam/2 * sum Omega * (theta - theta*)**2`` holds important parameters near
+their values ``theta*`` at the end of the earlier tasks.
+
+Importance, three ways:
+
+* gradient form (:func:`mas_gradient_importance`): ``mean_x |d ||F(x)||^2 / d theta|``
+  over a task's inputs (no labels), by per-sample autograd;
+* local Hebbian form (:func:`hebbian_importance_rule`): the paper's local version, the
+  co-activity ``|x_j * y_i|`` of the two neurons a weight joins, accumulated as the
+  synaptic tag ``t`` by a rule in the rule language (``dt = gamma * u * |x1 * y1|``);
+* EWC's diagonal Fisher (:func:`ewc_fisher`), the peer method.
+
+Consolidation, two ways, both written in the rule language for local learners:
+
+* exact (:func:`consolidated`): the penalty's gradient ``- lam * u * t * (w - d)`` added
+  to ``dw``, the importance in ``t`` and the anchor ``theta*`` in ``d``
+  (:func:`anchor` copies ``w`` into ``d`` at a task boundary). Simulator only: ``d``
+  is an unsigned delay field on Loihi, so it cannot hold signed anchors;
+* hardware-compatible (:func:`importance_gated`): no anchor; a saturating importance
+  ``dt = gamma * u * x1 * y1 * (1 - t)`` (so ``0 <= t < 1``) scales the plasticity,
+  ``dw -> dw * (1 - t)``: important synapses learn slowly instead of being pulled back.
+  Every product keeps one dependency and the factors Loihi 2 has, so it lowers.
+
+The same importance formulas serve the gradient-trained MLP of the benchmark
+(:class:`ContinualMLP`), whose layers evaluate the tag rule through the rule
+language's rate semantics, so each formula is written once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import torch
+
+from neuro import LearningRule, Param, Trace
+from neuro.expr import abs_, d, t, u, w, x1, y1
+from neuro.plasticity import CompiledRule, RateContext
+from neuro.streams import Task
+
+METHODS = ("naive", "mas", "mas_hebbian", "ewc", "gated", "joint")
+
+
+# --------------------------------------------------------------------------------------------
+# Rules
+# --------------------------------------------------------------------------------------------
+def coactivity(gamma: str = "gamma"):
+    """The local importance of a synapse: ``gamma * u * |x1 * y1|``, the co-activity of the two neurons."""
+    return Param(gamma) * u * abs_(x1 * y1)
+
+
+def hebbian_importance_rule(gamma: float = 1.0, tau: float = 20e-3) -> LearningRule:
+    """The importance tag alone: ``dt = gamma * u * |x1 * y1|``.
+
+    ``x1``/``y1`` are the pre/post activity (rate semantics) or spike traces
+    (impulse 1, ``tau`` seconds).
+    """
+    return LearningRule(dt=coactivity(), traces={"x1": Trace(1.0, tau), "y1": Trace(1.0, tau)},
+                        params={"gamma": gamma}, name="hebbian_importance")
+
+
+def consolidated(rule: LearningRule, lam: float, gamma: float = 1.0) -> LearningRule:
+    """``rule`` plus MAS: ``dt`` accumulates Hebbian importance, ``dw`` gains ``- lam * u * t * (w - d)``
+    (the penalty's gradient; the anchor ``d`` is set by :func:`anchor` at task boundaries)."""
+    if rule.dw is None or rule.dt is not None or rule.dd is not None:
+        raise ValueError(f"consolidated: rule {rule.name!r} must learn only w (t and d hold importance and anchor)")
+    importance = hebbian_importance_rule(gamma)
+    return replace(rule, dw=rule.dw - Param("lam") * u * t * (w - d), dt=importance.dt,
+                   traces={**importance.traces, **rule.traces},
+                   params={**rule.params, **importance.params, "lam": lam}, name=f"{rule.name}_mas")
+
+
+def importance_gated(rule: LearningRule, gamma: float = 1.0) -> LearningRule:
+    """The hardware-compatible variant: ``dw * (1 - t)`` with the consolidated importance ``t`` in [0, 1),
+    while ``dd = gamma * u * x1 * y1`` accumulates the current task's importance in ``d``
+    (:func:`consolidate_gate` folds ``d`` into ``t`` at a task boundary). Spike traces are never
+    negative, so the co-activity needs no ``abs`` and every product lowers to Loihi 2."""
+    if rule.dw is None or rule.dt is not None or rule.dd is not None:
+        raise ValueError(f"importance_gated: rule {rule.name!r} must learn only w (t and d hold importance)")
+    traces = {"x1": Trace(1.0, 20e-3), "y1": Trace(1.0, 20e-3), **rule.traces}
+    return replace(rule, dw=rule.dw * (1.0 - t), dd=Param("gamma") * u * x1 * y1, traces=traces,
+                   params={**rule.params, "gamma": gamma}, name=f"{rule.name}_gated")
+
+
+def consolidate_gate(syn: Dict[str, torch.Tensor]) -> None:
+    """Task boundary of :func:`importance_gated`: ``t <- t + (1 - t) * (1 - exp(-d))`` (stays below 1), ``d <- 0``."""
+    syn["t"] = syn["t"] + (1.0 - syn["t"]) * (1.0 - torch.exp(-syn["d"]))
+    syn["d"] = torch.zeros_like(syn["d"])
+
+
+def anchor(syn: Dict[str, torch.Tensor]) -> None:
+    """The consolidation step at a task boundary: the anchor ``d`` takes the current weights."""
+    syn["d"] = syn["w"].clone()
+
+
+# --------------------------------------------------------------------------------------------
+# Importance of a torch network's parameters
+# --------------------------------------------------------------------------------------------
+def _per_sample_grads(model: torch.nn.Module, loss_fn, x: torch.Tensor, y: Optional[torch.Tensor], batch: int):
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def one(p, xi, yi):
+        out = torch.func.functional_call(model, p, (xi[None],))
+        return loss_fn(out, yi)
+
+    grad = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0 if y is not None else None))
+    for start in range(0, len(x), batch):
+        yield grad(params, x[start : start + batch], None if y is None else y[start : start + batch])
+
+
+def mas_gradient_importance(model: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> Dict[str, torch.Tensor]:
+    """MAS: ``mean_x |d ||F(x)||^2 / d theta|`` per parameter (``F``: the model's output; no labels)."""
+    total = {k: torch.zeros_like(v) for k, v in model.named_parameters()}
+    for g in _per_sample_grads(model, lambda out, _: (out**2).sum(), x, None, batch):
+        for k in total:
+            total[k] += g[k].abs().sum(dim=0)
+    return {k: v / len(x) for k, v in total.items()}
+
+
+def ewc_fisher(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> Dict[str, torch.Tensor]:
+    """EWC's empirical diagonal Fisher: ``mean (d log p(y|x) / d theta)^2`` with the true labels."""
+    total = {k: torch.zeros_like(v) for k, v in model.named_parameters()}
+
+    def nll(out, yi):
+        return torch.nn.functional.cross_entropy(out, yi[None])
+
+    for g in _per_sample_grads(model, nll, x, y, batch):
+        for k in total:
+            total[k] += (g[k] ** 2).sum(dim=0)
+    return {k: v / len(x) for k, v in total.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# A gradient-trained MLP learning a task stream
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ContinualConfig:
+    """Training of :class:`ContinualMLP`.
+
+    Attributes:
+        hidden: hidden ReLU units.
+        epochs: passes over each task's training images.
+        batch, lr: Adam mini-batches and learning rate.
+        lam: strength of the consolidation penalty (``mas``, ``mas_hebbian``, ``ewc``).
+        gamma: rate of the saturating importance (``gated``), per sample.
+        setting: ``"task"`` (task-incremental: outputs restricted to the task's classes)
+            or ``"domain"`` (domain-incremental: one shared output per position in the task).
+        seed: initial weights and sample order.
+    """
+
+    hidden: int = 256
+    epochs: int = 5
+    batch: int = 64
+    lr: float = 1e-3
+    lam: float = 1.0
+    gamma: float = 1.0
+    setting: str = "task"
+    seed: int = 0
+
+
+class ContinualMLP:
+    """``pixels -> hidden (ReLU) -> outputs`` learning tasks one after the other with a method of :data:`METHODS`."""
+
+    def __init__(self, n_inputs: int, n_outputs: int, method: str, cfg: ContinualConfig = ContinualConfig()) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown continual-learning method {method!r}; known: {', '.join(METHODS)}")
+        if cfg.setting not in ("task", "domain"):
+            raise ValueError(f"setting must be 'task' or 'domain', got {cfg.setting!r}")
+        self.method, self.cfg, self.n_outputs = method, cfg, n_outputs
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            self.model = torch.nn.Sequential(
+                torch.nn.Linear(n_inputs, cfg.hidden), torch.nn.ReLU(), torch.nn.Linear(cfg.hidden, n_outputs)
+            )
+        self.omega = {k: torch.zeros_like(v) for k, v in self.model.named_parameters()}
+        self.star = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+        self.layers = {k: m for k, m in self.model.named_modules() if isinstance(m, torch.nn.Linear)}
+        # Hebbian importance of the weights accumulates in tags through the rule language's
+        # importance rule (rate semantics); "gated" also keeps the consolidated gate.
+        self.tags = {k: torch.zeros_like(m.weight) for k, m in self.layers.items()}
+        self.gate = {k: torch.zeros_like(m.weight) for k, m in self.layers.items()}
+        self._tag_rule = CompiledRule(hebbian_importance_rule(1.0), 1.0)
+
+    # --- outputs and targets -------------------------------------------------------------
+    def targets(self, task: Task, y: np.ndarray) -> tuple:
+        """Per sample: the target output index and the mask of the outputs that compete."""
+        mask = torch.zeros(self.n_outputs, dtype=torch.bool)
+        if self.cfg.setting == "task":
+            mask[list(task.classes)] = True
+            target = torch.as_tensor(y)
+        else:
+            mask[: len(task.classes)] = True
+            target = torch.as_tensor(task.in_task(y))
+        return target, mask.expand(len(y), -1)
+
+    def _logits(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model(x).masked_fill(~mask, float("-inf"))
+
+    def accuracy(self, task: Task) -> float:
+        target, mask = self.targets(task, task.y_test)
+        with torch.no_grad():
+            pred = self._logits(torch.as_tensor(task.x_test), mask).argmax(dim=1)
+        return float((pred == target).float().mean())
+
+    # --- importance ----------------------------------------------------------------------
+    def _tag_step(self, x: torch.Tensor, gamma: float) -> None:
+        """One batch of the importance rule ``dt = gamma * u * |x1 * y1|`` on every layer (batch mean);
+        a layer's post activity is its output after the non-linearity that follows it."""
+        h = x
+        modules = list(self.model)
+        with torch.no_grad():
+            for k, module in enumerate(modules):
+                if not isinstance(module, torch.nn.Linear):
+                    continue
+                post = module(h)
+                if k + 1 < len(modules) and not isinstance(modules[k + 1], torch.nn.Linear):
+                    post = modules[k + 1](post)
+                name = next(n for n, m in self.layers.items() if m is module)
+                syn = {"w": module.weight[None], "t": self.tags[name][None]}
+                ctx = RateContext(self._tag_rule, h, post, {}, syn, {"gamma": torch.tensor(gamma)})
+                self._tag_rule.apply(ctx, syn, len(x), scale=1.0 / len(x))
+                self.tags[name] = syn["t"][0]
+                h = post
+
+    def _importance(self, task: Task) -> Dict[str, torch.Tensor]:
+        x = torch.as_tensor(task.x_train)
+        target, mask = self.targets(task, task.y_train)
+        if self.method in ("mas", "ewc"):
+            if self.method == "mas":  # ||F(x)||^2 of the task's outputs
+                found = mas_gradient_importance(_Masked(self.model, mask[0], 0.0), x)
+            else:
+                found = ewc_fisher(_Masked(self.model, mask[0], float("-inf")), x, target)
+            return {k.removeprefix("model."): v for k, v in found.items()}
+        if self.method == "mas_hebbian":
+            self.tags = {k: torch.zeros_like(v) for k, v in self.tags.items()}
+            for start in range(0, len(x), 256):
+                chunk = x[start : start + 256]
+                self._tag_step(chunk, len(chunk) / len(x))  # the mean over the task
+            return {k: self.tags[k[: -len(".weight")]] if k.endswith(".weight") else torch.zeros_like(v)
+                    for k, v in self.model.named_parameters()}
+        return {k: torch.zeros_like(v) for k, v in self.model.named_parameters()}
+
+    # --- training ------------------------------------------------------------------------
+    def learn(self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, seed: int = 0) -> None:
+        """``cfg.epochs`` epochs of Adam on ``(x, target, mask)``, with the method's penalty or gate."""
+        cfg = self.cfg
+        opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + seed)
+        penalized = self.method in ("mas", "mas_hebbian", "ewc")
+        for _ in range(cfg.epochs):
+            order = torch.randperm(len(x), generator=g)
+            for start in range(0, len(x), cfg.batch):
+                idx = order[start : start + cfg.batch]
+                loss = torch.nn.functional.cross_entropy(self._logits(x[idx], mask[idx]), target[idx])
+                if penalized:
+                    loss = loss + 0.5 * cfg.lam * sum(
+                        (self.omega[k] * (p - self.star[k]) ** 2).sum() for k, p in self.model.named_parameters()
+                    )
+                before = {k: p.detach().clone() for k, p in self.model.named_parameters()}
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if self.method == "gated":
+                    with torch.no_grad():  # dw -> dw * (1 - t), the consolidated importance of earlier tasks
+                        for name, layer in self.layers.items():
+                            w0 = before[f"{name}.weight"]
+                            layer.weight.copy_(w0 + (layer.weight - w0) * (1.0 - self.gate[name]))
+                    self._tag_step(x[idx], cfg.gamma)  # dd: this task's importance, on-line
+
+    def learn_task(self, task: Task, seed: int = 0) -> None:
+        """Train on ``task``, then consolidate: add its importance and move the anchor."""
+        target, mask = self.targets(task, task.y_train)
+        self.learn(torch.as_tensor(task.x_train), target, mask, seed)
+        if self.method in ("mas", "mas_hebbian", "ewc"):
+            new = self._importance(task)
+            self.omega = {k: self.omega[k] + new[k] for k in self.omega}
+            self.star = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+        if self.method == "gated":
+            for name in self.layers:
+                syn = {"t": self.gate[name], "d": self.tags[name]}
+                consolidate_gate(syn)
+                self.gate[name], self.tags[name] = syn["t"], syn["d"]
+
+
+class _Masked(torch.nn.Module):
+    """A model whose outputs outside ``mask`` (the task's head) read ``fill``, for per-sample gradients."""
+
+    def __init__(self, model: torch.nn.Module, mask: torch.Tensor, fill: float) -> None:
+        super().__init__()
+        self.model, self.mask, self.fill = model, mask, fill
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).masked_fill(~self.mask, self.fill)
+
+
+def run_stream(tasks: Sequence[Task], method: str, cfg: ContinualConfig = ContinualConfig()) -> np.ndarray:
+    """Accuracy matrix ``acc[i, j]`` on task ``j``'s test images after learning tasks ``0..i``.
+
+    ``joint`` learns, at step ``i``, tasks ``0..i`` together from scratch (the upper bound).
+    """
+    n_in = tasks[0].x_train.shape[1]
+    n_out = (max(max(tk.classes) for tk in tasks) + 1) if cfg.setting == "task" else len(tasks[0].classes)
+    learner = ContinualMLP(n_in, n_out, method, cfg)
+    acc = np.zeros((len(tasks), len(tasks)))
+    for i, task in enumerate(tasks):
+        if method == "joint":
+            learner = ContinualMLP(n_in, n_out, method, cfg)
+            parts = [learner.targets(tk, tk.y_train) for tk in tasks[: i + 1]]
+            x = torch.cat([torch.as_tensor(tk.x_train) for tk in tasks[: i + 1]])
+            learner.learn(x, torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), seed=i)
+        else:
+            learner.learn_task(task, seed=i)
+        acc[i] = [learner.accuracy(tk) for tk in tasks]
+    return acc
