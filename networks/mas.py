@@ -315,3 +315,50 @@ def run_stream(tasks: Sequence[Task], method: str, cfg: ContinualConfig = Contin
             learner.learn_task(task, seed=i)
         acc[i] = [learner.accuracy(tk) for tk in tasks]
     return acc
+
+
+# --------------------------------------------------------------------------------------------
+# An unsupervised SoftHebb layer learning a task stream (no labels)
+# --------------------------------------------------------------------------------------------
+def softhebb_stream(tasks: Sequence[Task], method: str = "naive", cfg=None, lam: float = 1.0, gamma: float = 1.0,
+                    progress: bool = False) -> np.ndarray:
+    """A rate SoftHebb layer learns ``tasks`` one after the other without labels.
+
+    ``method``: ``"naive"`` (plain SoftHebb), ``"mas"`` (:func:`consolidated`: Hebbian
+    importance in ``t``, the anchor ``d`` set at each boundary) or ``"gated"``
+    (:func:`importance_gated`, folded at each boundary by :func:`consolidate_gate`).
+    When task ``j`` has been learned, a logistic-regression readout for it is fitted
+    on its training features and then kept fixed: ``acc[i, j]`` (``i >= j``) is that
+    readout's test accuracy on the layer after tasks ``0..i``, so forgetting measures
+    how far later tasks moved the features under it (for ``i < j``, a readout fitted
+    at step ``i``).
+    """
+    from neuro.readout import fit_readout
+    from networks import softhebb
+
+    if method not in ("naive", "mas", "gated"):
+        raise ValueError(f"softhebb_stream: method must be naive, mas or gated, got {method!r}")
+    cfg = cfg or softhebb.SoftHebbConfig()
+    net = softhebb.build_rate(tasks[0].x_train.shape[1], cfg)
+    base = net.projections["ff1"].rule
+    if method == "mas":
+        net.projections["ff1"].rule = consolidated(base, lam, gamma)
+    elif method == "gated":
+        net.projections["ff1"].rule = importance_gated(base, gamma)
+    sim = softhebb.rate_simulator(net, cfg)
+    syn = sim.w["ff1"]
+    acc = np.zeros((len(tasks), len(tasks)))
+    readouts: Dict[int, object] = {}
+    for i, task in enumerate(tasks):
+        softhebb.train_rate(sim, task.x_train, cfg.batch, seed=cfg.seed + i,
+                            progress=f"{method}: task {i + 1}/{len(tasks)}" if progress else None)
+        if method == "mas":
+            anchor(syn)
+        elif method == "gated":
+            consolidate_gate(syn)
+        w_now = sim.weights("ff1")
+        for j, other in enumerate(tasks):
+            if j >= i:  # task j's readout as of now; from j on it stays fixed
+                readouts[j] = fit_readout(softhebb.features(w_now, other.x_train), other.y_train)
+            acc[i, j] = readouts[j].score(softhebb.features(w_now, other.x_test), other.y_test)
+    return acc

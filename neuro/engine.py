@@ -47,7 +47,8 @@ class Recording:
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     # numpy has no bfloat16: store it as float32, which holds every bfloat16 value exactly.
-    return (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy()
+    # A copy: the engine updates some state in place, and a snapshot must not follow it.
+    return (t.float() if t.dtype == torch.bfloat16 else t).detach().cpu().numpy().copy()
 
 
 def split_inputs(
@@ -389,7 +390,8 @@ class Simulator:
                 raise ValueError(f"state {k!r} contains NaN or infinite values")
 
         def t(k: str, like: torch.Tensor) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(state[k]), device=self.device).to(like.dtype)
+            # A copy: two simulators loaded from one state must not share (in-place updated) memory.
+            return torch.tensor(np.asarray(state[k]), device=self.device).to(like.dtype)
 
         self.time_step = int(state["time_step"])
         self.generator.set_state(torch.as_tensor(np.asarray(state["rng_state"], dtype=np.uint8)).cpu())

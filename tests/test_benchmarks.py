@@ -45,3 +45,16 @@ def test_softhebb_meets_the_issue_targets_on_mnist5k(tmp_path):
     assert rate >= methods["frozen random"]["kwta"] + 0.02
     assert rate >= methods["backprop, 20 epochs"]["kwta"] - 0.02
     assert spiking >= rate - 0.03
+
+
+def test_continual_benchmark_quick(tmp_path, capsys):
+    assert _load("continual_mnist").main(["--quick", "--out", str(tmp_path)]) == 0
+    streams = json.loads((tmp_path / "results.json").read_text())["streams"]
+    domain = streams["split digits, domain-IL"]
+    assert set(domain) == {"naive", "mas", "mas_hebbian", "ewc", "gated", "joint"}
+    assert domain["mas"]["average_forgetting"] < domain["naive"]["average_forgetting"]
+    assert domain["joint"]["average_accuracy"] > domain["naive"]["average_accuracy"]
+    assert set(streams["SoftHebb (unsupervised), split digits"]) == {"naive", "mas", "gated"}
+    for name in ("continual_split_digits__domain_IL.png", "softhebb_stream_gated.png"):
+        assert (tmp_path / name).stat().st_size > 5000
+    assert "of naive's" in capsys.readouterr().out

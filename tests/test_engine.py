@@ -266,3 +266,22 @@ def test_state_from_another_generator_device_is_refused_clearly():
     state["rng_state"] = state["rng_state"][:16]  # a CUDA generator's state is 16 bytes
     with pytest.raises(ValueError, match="another device type"):
         Simulator(stdp_network()).load_state_dict(state)
+
+
+def test_state_dicts_are_snapshots_and_loaded_state_is_not_shared():
+    """A state dict does not follow the simulator, and two simulators loaded from one state are independent."""
+    net = Network(dt=1e-3)
+    net.input("pre", 8, encoder=PoissonEncoder(200.0))
+    net.population("post", 4, LIF(tau_mem=10e-3, tau_syn=5e-3, v_th=0.3))
+    net.connect("pre", "post", np.full((4, 8), 0.2), rule=standard_rules.stdp(), name="ff")
+    first = Simulator(net, dtype=torch.float64, seed=0)
+    first.run(20, {"pre": torch.full((8,), 0.8)})
+    snapshot = first.state_dict()
+    frozen = {k: np.array(v, copy=True) for k, v in snapshot.items()}
+    second = Simulator(net, dtype=torch.float64, seed=0)
+    second.load_state_dict(snapshot)
+    second.run(20, {"pre": torch.full((8,), 0.8)})
+    for k, v in first.state_dict().items():
+        np.testing.assert_array_equal(v, frozen[k], err_msg=k)  # the second run left the first alone
+        np.testing.assert_array_equal(snapshot[k], frozen[k], err_msg=k)
+    assert not np.array_equal(second.state_dict()["plasticity/ff/x"], frozen["plasticity/ff/x"])

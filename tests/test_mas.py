@@ -133,3 +133,54 @@ def test_unknown_method_and_setting_are_refused():
         ContinualMLP(4, 2, "sgd")
     with pytest.raises(ValueError, match="setting must be"):
         ContinualMLP(4, 2, "naive", ContinualConfig(setting="class"))
+
+
+def test_unsupervised_softhebb_stream_keeps_fixed_readouts(digits):
+    from networks.mas import softhebb_stream
+    from networks.softhebb import SoftHebbConfig
+
+    tasks = split_tasks(digits)
+    cfg = SoftHebbConfig(n_neurons=60)
+    accs = {m: softhebb_stream(tasks, m, cfg, **kw) for m, kw in
+            (("naive", {}), ("gated", {"gamma": 0.1}), ("mas", {"lam": 0.1, "gamma": 0.1}))}
+    for acc in accs.values():
+        assert acc.shape == (5, 5) and np.diag(acc).min() > 0.8  # each pair of digits is separated when learned
+    # Gating really freezes: with a huge importance rate nothing after the first task moves the features.
+    frozen = softhebb_stream(tasks, "gated", cfg, gamma=1e6)
+    assert average_forgetting(frozen) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="naive, mas or gated"):
+        softhebb_stream(tasks, "ewc", cfg)
+
+
+def test_gated_softhebb_consolidates_in_torch_and_continues_identically_on_lava():
+    """The hardware variant on a small spiking SoftHebb layer: task A in torch, the consolidation step
+    (d folded into the gate t), task B on Lava floating_pt, against torch doing task B itself."""
+    pytest.importorskip("lava")
+    from export.lava import run_lava
+    from neuro import Simulator
+    from networks.softhebb import SpikingConfig, build_spiking, scale_inputs
+
+    spk = SpikingConfig()
+    net = build_spiking(64, SoftHebbConfig(n_neurons=16, seed=1), spk)
+    net.projections["ff"].rule = importance_gated(net.projections["ff"].rule, gamma=2.0**-6)
+    images = load_digits().x_train
+    task_a, task_b = scale_inputs(images[3:4], spk)[0], scale_inputs(images[10:11], spk)[0]
+    first = Simulator(net, dtype=torch.float64, seed=2)
+    first.run(300, {"pixels": task_a})
+    assert first.syn["ff"]["d"].max() > 1.0  # task A's importance accumulated in d
+    consolidate_gate(first.syn["ff"])
+    assert 0.5 < float(first.syn["ff"]["t"].max()) < 1.0
+    reference = Simulator(net, dtype=torch.float64, seed=2)
+    reference.load_state_dict(first.state_dict())
+    monitors = ["layer1.spikes", "ff.w", "ff.t", "ff.d"]
+    ours = reference.run(300, {"pixels": task_b}, monitors=monitors)
+    lava = run_lava(net, 300, {"pixels": task_b}, monitors=monitors, initial=first)
+    assert lava["layer1.spikes"].sum() > 20
+    np.testing.assert_array_equal(ours["layer1.spikes"].numpy(), lava["layer1.spikes"].numpy())
+    for m in ("ff.w", "ff.t", "ff.d"):
+        np.testing.assert_allclose(ours[m].numpy(), lava[m].numpy(), rtol=1e-5, atol=1e-9, err_msg=m)
+    # The gate holds: synapses that task A made important move less during task B.
+    w = lava["ff.w"].numpy()[:, 0]
+    t = first.syn["ff"]["t"][0].numpy()
+    moved = np.abs(w[-1] - w[0])
+    assert moved[t > 0.9].mean() < 0.2 * moved[t < 0.1].mean()
