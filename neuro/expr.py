@@ -47,9 +47,15 @@ OPS: Dict[str, Tuple[int, int]] = {
     "sum_pre": (1, 0),  # sum over the pre-synaptic population (e.g. a weight vector's norm)
 }
 
-# Operations whose value at one synapse depends on other neurons' values: the
-# engine must evaluate their argument for every neuron at the exact sampling time.
+# Operations whose value at one synapse depends on other neurons' values. They compare
+# the neurons at one instant, the end of the learning epoch, whatever the product's dependency.
 MIXING_OPS: Tuple[str, ...] = ("softmax", "winner", "sum_pre")
+# What each may compare: (which population, the variables its argument may read).
+ACROSS: Dict[str, Tuple[str, frozenset]] = {
+    "softmax": ("the post neurons", frozenset({"y1", "y2", "y3", "w", "t", "d"})),
+    "winner": ("the post neurons", frozenset({"y1", "y2", "y3", "w", "t", "d"})),
+    "sum_pre": ("the pre neurons", frozenset({"x1", "x2", "w", "t", "d"})),
+}
 
 Operand = Union["Expr", float, int]
 
@@ -211,6 +217,14 @@ class Op(Expr):
             raise RuleError(f"clamp bounds must satisfy lower <= upper, got {self.attrs}")
         if self.name == "softmax" and not (self.attrs[0] > 0 and math.isfinite(self.attrs[0])):
             raise RuleError(f"softmax temperature must be positive and finite, got {self.attrs[0]}")
+        if self.name in ACROSS:
+            side, allowed = ACROSS[self.name]
+            used = self.args[0].variables()
+            if not used or not used <= allowed:
+                raise RuleError(
+                    f"{self.name}(...) compares {side}: its argument must read {side}-side or synaptic "
+                    f"variables ({', '.join(sorted(allowed))}) and nothing else, got {self.args[0]}"
+                )
 
     def children(self) -> Tuple[Expr, ...]:
         return self.args
@@ -272,18 +286,20 @@ def minimum(a: Operand, b: Operand) -> Expr:
 
 
 def softmax(e: Operand, temperature: float = 1.0) -> Expr:
-    """softmax(e / temperature) across the post-synaptic population."""
+    """softmax(e / temperature) across the post-synaptic population (at the end of the epoch)."""
     return Op("softmax", (_wrap(e),), (float(temperature),))
 
 
 def winner(e: Operand) -> Expr:
-    """1 for the post neuron where ``e`` is largest (the first on ties), 0 elsewhere (hard WTA)."""
+    """1 for the post neuron where ``e`` is largest (the first on ties), 0 elsewhere (hard WTA);
+    ``e`` reads post traces or synaptic variables, compared at the end of the epoch."""
     return Op("winner", (_wrap(e),))
 
 
 def sum_pre(e: Operand) -> Expr:
     """Sum of ``e`` over the pre-synaptic population, per post neuron: ``sum_pre(w * w) ** 0.5``
-    is the norm of a neuron's incoming weight vector."""
+    is the norm of a neuron's incoming weight vector. ``e`` reads pre traces or synaptic
+    variables, at the end of the epoch."""
     return Op("sum_pre", (_wrap(e),))
 
 

@@ -61,9 +61,7 @@ class CompiledRule:
         # sampled at any dependency that is 1 equals its end-of-epoch value; where the
         # dependency is 0 the product vanishes. Sampling at the epoch end then gives
         # the same updates with (R, 1, N) / (R, M, 1) traces instead of (R, M, N).
-        # softmax, winner and sum_pre mix neurons whose dependency is 0, so they keep exact sampling.
-        mixes = any(isinstance(n, Op) and n.name in MIXING_OPS for e in rule.targets().values() for n in e.walk())
-        self.sample_at_end = rule.t_epoch == 1 and not mixes
+        self.sample_at_end = rule.t_epoch == 1
         self.uses_tag = rule.uses("t") or "dt" in self.terms
         self.uses_delay = rule.uses("d") or "dd" in self.terms
 
@@ -239,7 +237,9 @@ class _Context:
                 return self.trace(e.name, dep)
             return self.synaptic(e.name)
         assert isinstance(e, Op)
-        a = [self.eval(x, dep) for x in e.args]
+        # Operations across neurons compare them at one instant: the end of the epoch.
+        inner = "u" if e.name in MIXING_OPS else dep
+        a = [self.eval(x, inner) for x in e.args]
         return _OPS[e.name](a, e.attrs)
 
 

@@ -189,3 +189,30 @@ def test_readout_activations_and_initial_weights():
     assert ((tri > 0).sum(axis=1) >= 1).all() and ((tri > 0).sum(axis=1) < 10).all()
     with pytest.raises(ValueError, match="unknown readout activation"):
         features(torch.as_tensor(w0), x, kind="sigmoid")
+
+
+def test_cross_neuron_operations_need_the_right_side_and_compare_at_the_epoch_end():
+    from neuro import Param, softmax, x0, x2, y1
+
+    for bad in (lambda: winner(x1), lambda: softmax(x2 * y1), lambda: sum_pre(y1), lambda: winner(Param("k")),
+                lambda: sum_pre(2.0)):
+        with pytest.raises(RuleError, match="compares the (post|pre) neurons"):
+            bad()
+    # A decaying post trace: post 0 spiked at step 1 and is silent at step 2 (y1 = a < 1 at its end),
+    # post 1 spikes at step 2 (y1 = 1). At the end of step 2 post 1 is the winner, for every dependency
+    # (read at each neuron's own last spike instead, post 0 would tie at 1 and win as the first).
+    from neuro import IAF, Network
+
+    rule = LearningRule(dw=y0 * winner(y1) + x0 * winner(y1), traces={"y1": Trace(1.0, 5e-3)})
+    net = Network(dt=1e-3)
+    net.input("pre", 1)
+    net.population("post", 2, IAF(v_th=0.5))
+    net.connect("pre", "post", np.zeros((2, 1)), rule=rule, name="ff")
+    sim = Simulator(net, dtype=torch.float64)
+    sim.buffers["ff"] = torch.tensor([[1.0, 0.0]], dtype=torch.float64)  # post 0 spikes at step 1
+    sim.step({"pre": torch.zeros(1, 1, dtype=torch.float64)})
+    w_after_1 = sim.weights("ff").clone()
+    sim.buffers["ff"] = torch.tensor([[0.0, 1.0]], dtype=torch.float64)  # post 1 spikes at step 2, with a pre spike
+    sim.step({"pre": torch.ones(1, 1, dtype=torch.float64)})
+    dw = (sim.weights("ff") - w_after_1)[:, 0]
+    assert dw.tolist() == [0.0, 2.0]  # y0 term and x0 term, both to the winner, post 1
