@@ -37,7 +37,7 @@ from networks.softhebb import SoftHebbConfig
 STRENGTH = {"mas": {"lam": 3.0}, "mas_hebbian": {"lam": 3.0}, "ewc": {"lam": 1e5}, "gated": {"gamma": 0.1}}
 
 
-SOFTHEBB_STRENGTH = {"naive": {}, "mas": {"lam": 0.1, "gamma": 0.1}, "gated": {"gamma": 0.1}}
+SOFTHEBB_STRENGTH = {"naive": {}, "mas": {"lam": 10.0, "gamma": 1.0}, "gated": {"gamma": 0.1}}
 
 
 def streams(quick: bool) -> Dict[str, tuple]:

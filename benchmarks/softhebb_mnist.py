@@ -63,7 +63,7 @@ def main(argv: List[str] = None) -> int:
     data = load_dataset(args.dataset, args.folder)
     cfg = SoftHebbConfig(seed=args.seed)
     spk = SpikingConfig()
-    epochs = sorted({int(e) for e in args.epochs.split(",")})
+    epochs = sorted({1, *(int(e) for e in args.epochs.split(","))})  # epoch 1 is always reported
     bp_epochs = args.backprop_epochs
     if args.quick:
         data = replace(data, x_train=data.x_train[:1000], y_train=data.y_train[:1000],

@@ -16,17 +16,20 @@ Importance, three ways:
 Consolidation, two ways, both written in the rule language for local learners:
 
 * exact (:func:`consolidated`): the penalty's gradient ``- lam * u * t * (w - d)`` added
-  to ``dw``, the importance in ``t`` and the anchor ``theta*`` in ``d``
-  (:func:`anchor` copies ``w`` into ``d`` at a task boundary). Simulator only: ``d``
-  is an unsigned delay field on Loihi, so it cannot hold signed anchors;
+  to ``dw``, the earlier tasks' importance in ``t`` and the anchor ``theta*`` in ``d``
+  (:func:`anchor` adds a finished task's importance to ``t`` and copies ``w`` into ``d``).
+  It lowers to Loihi 2, where ``d`` is unsigned: anchors must be non-negative there;
 * hardware-compatible (:func:`importance_gated`): no anchor; a saturating importance
-  ``dt = gamma * u * x1 * y1 * (1 - t)`` (so ``0 <= t < 1``) scales the plasticity,
+  ``dd = gamma * u * x1 * y1``, folded into ``t`` in [0, 1] at task boundaries, scales the plasticity,
   ``dw -> dw * (1 - t)``: important synapses learn slowly instead of being pulled back.
   Every product keeps one dependency and the factors Loihi 2 has, so it lowers.
 
-The same importance formulas serve the gradient-trained MLP of the benchmark
-(:class:`ContinualMLP`), whose layers evaluate the tag rule through the rule
-language's rate semantics, so each formula is written once.
+The same importance formula serves the gradient-trained MLP of the benchmark
+(:class:`ContinualMLP`), whose layers evaluate the importance rule through the rule
+language's rate semantics (:func:`coactivity_step`). Its ``gated`` method applies the
+same principle to a gradient learner: each optimizer step is scaled by ``1 - t``,
+with ``|x * y|`` as the co-activity because its output layer's activity is signed
+(the spiking rule's traces are never negative, so it uses ``x1 * y1``).
 """
 from __future__ import annotations
 
@@ -62,15 +65,18 @@ def hebbian_importance_rule(gamma: float = 1.0, tau: float = 20e-3) -> LearningR
                         params={"gamma": gamma}, name="hebbian_importance")
 
 
-def consolidated(rule: LearningRule, lam: float, gamma: float = 1.0) -> LearningRule:
-    """``rule`` plus MAS: ``dt`` accumulates Hebbian importance, ``dw`` gains ``- lam * u * t * (w - d)``
-    (the penalty's gradient; the anchor ``d`` is set by :func:`anchor` at task boundaries)."""
+def consolidated(rule: LearningRule, lam: float) -> LearningRule:
+    """``rule`` plus MAS's penalty gradient: ``dw += - lam * u * t * (w - d)``.
+
+    ``t`` holds the importance of the tasks learned before and ``d`` their anchor
+    ``theta*``; both are set at a task boundary by :func:`anchor` (so the penalty is
+    zero during the first task and never pulls on what the current task makes important).
+    On Loihi 2 this runs only where the anchors are non-negative (``d`` is unsigned there).
+    """
     if rule.dw is None or rule.dt is not None or rule.dd is not None:
         raise ValueError(f"consolidated: rule {rule.name!r} must learn only w (t and d hold importance and anchor)")
-    importance = hebbian_importance_rule(gamma)
-    return replace(rule, dw=rule.dw - Param("lam") * u * t * (w - d), dt=importance.dt,
-                   traces={**importance.traces, **rule.traces},
-                   params={**rule.params, **importance.params, "lam": lam}, name=f"{rule.name}_mas")
+    return replace(rule, dw=rule.dw - Param("lam") * u * t * (w - d), params={**rule.params, "lam": lam},
+                   name=f"{rule.name}_mas")
 
 
 def importance_gated(rule: LearningRule, gamma: float = 1.0) -> LearningRule:
@@ -86,14 +92,44 @@ def importance_gated(rule: LearningRule, gamma: float = 1.0) -> LearningRule:
 
 
 def consolidate_gate(syn: Dict[str, torch.Tensor]) -> None:
-    """Task boundary of :func:`importance_gated`: ``t <- t + (1 - t) * (1 - exp(-d))`` (stays below 1), ``d <- 0``."""
+    """Task boundary of :func:`importance_gated`: ``t <- t + (1 - t) * (1 - exp(-d))``, ``d <- 0``.
+
+    ``t`` grows towards 1 and stays in [0, 1]; it reaches 1 (in floating point) only for a very
+    large ``d``, and such a synapse stops learning."""
     syn["t"] = syn["t"] + (1.0 - syn["t"]) * (1.0 - torch.exp(-syn["d"]))
     syn["d"] = torch.zeros_like(syn["d"])
 
 
-def anchor(syn: Dict[str, torch.Tensor]) -> None:
-    """The consolidation step at a task boundary: the anchor ``d`` takes the current weights."""
+def anchor(syn: Dict[str, torch.Tensor], importance: torch.Tensor) -> None:
+    """The consolidation step of :func:`consolidated` at a task boundary: the finished task's
+    ``importance`` adds to ``t`` and the anchor ``d`` takes the current weights."""
+    syn["t"] = syn["t"] + importance
     syn["d"] = syn["w"].clone()
+
+
+_IMPORTANCE = CompiledRule(hebbian_importance_rule(1.0), 1.0)
+
+
+def coactivity_step(tag: torch.Tensor, pre: torch.Tensor, post: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``tag`` ``(post, pre)`` after one batch of :func:`hebbian_importance_rule` with rate ``gamma``:
+    ``+ gamma * mean_b |post_b x pre_b|`` for activities ``pre`` ``(B, N)`` and ``post`` ``(B, M)``."""
+    syn = {"w": torch.zeros_like(tag)[None], "t": tag[None].clone()}
+    ctx = RateContext(_IMPORTANCE, pre, post, {}, syn, {"gamma": torch.tensor(gamma, dtype=tag.dtype)})
+    _IMPORTANCE.apply(ctx, syn, len(pre), scale=1.0 / len(pre))
+    return syn["t"][0]
+
+
+def rate_importance(sim, projection: str, images: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """The Hebbian importance ``mean |x y|`` of ``projection``'s synapses over ``images`` in a rate
+    network (:class:`neuro.rates.RateSimulator` with input population ``pixels``)."""
+    proj = sim.network.projections[projection]
+    tag = torch.zeros_like(sim.weights(projection))
+    x = torch.as_tensor(images, dtype=sim.dtype, device=sim.device)
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            acts = sim.forward({"pixels": x[start : start + batch]})
+            tag = coactivity_step(tag, acts[proj.pre], acts[proj.post], len(acts[proj.pre]) / len(x))
+    return tag
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +218,6 @@ class ContinualMLP:
         # importance rule (rate semantics); "gated" also keeps the consolidated gate.
         self.tags = {k: torch.zeros_like(m.weight) for k, m in self.layers.items()}
         self.gate = {k: torch.zeros_like(m.weight) for k, m in self.layers.items()}
-        self._tag_rule = CompiledRule(hebbian_importance_rule(1.0), 1.0)
 
     # --- outputs and targets -------------------------------------------------------------
     def targets(self, task: Task, y: np.ndarray) -> tuple:
@@ -219,10 +254,7 @@ class ContinualMLP:
                 if k + 1 < len(modules) and not isinstance(modules[k + 1], torch.nn.Linear):
                     post = modules[k + 1](post)
                 name = next(n for n, m in self.layers.items() if m is module)
-                syn = {"w": module.weight[None], "t": self.tags[name][None]}
-                ctx = RateContext(self._tag_rule, h, post, {}, syn, {"gamma": torch.tensor(gamma)})
-                self._tag_rule.apply(ctx, syn, len(x), scale=1.0 / len(x))
-                self.tags[name] = syn["t"][0]
+                self.tags[name] = coactivity_step(self.tags[name], h, post, gamma)
                 h = post
 
     def _importance(self, task: Task) -> Dict[str, torch.Tensor]:
@@ -324,8 +356,8 @@ def softhebb_stream(tasks: Sequence[Task], method: str = "naive", cfg=None, lam:
                     progress: bool = False) -> np.ndarray:
     """A rate SoftHebb layer learns ``tasks`` one after the other without labels.
 
-    ``method``: ``"naive"`` (plain SoftHebb), ``"mas"`` (:func:`consolidated`: Hebbian
-    importance in ``t``, the anchor ``d`` set at each boundary) or ``"gated"``
+    ``method``: ``"naive"`` (plain SoftHebb), ``"mas"`` (:func:`consolidated`; at each
+    boundary :func:`anchor` adds ``gamma`` times the task's Hebbian importance to ``t``) or ``"gated"``
     (:func:`importance_gated`, folded at each boundary by :func:`consolidate_gate`).
     When task ``j`` has been learned, a logistic-regression readout for it is fitted
     on its training features and then kept fixed: ``acc[i, j]`` (``i >= j``) is that
@@ -342,7 +374,7 @@ def softhebb_stream(tasks: Sequence[Task], method: str = "naive", cfg=None, lam:
     net = softhebb.build_rate(tasks[0].x_train.shape[1], cfg)
     base = net.projections["ff1"].rule
     if method == "mas":
-        net.projections["ff1"].rule = consolidated(base, lam, gamma)
+        net.projections["ff1"].rule = consolidated(base, lam)
     elif method == "gated":
         net.projections["ff1"].rule = importance_gated(base, gamma)
     sim = softhebb.rate_simulator(net, cfg)
@@ -353,7 +385,7 @@ def softhebb_stream(tasks: Sequence[Task], method: str = "naive", cfg=None, lam:
         softhebb.train_rate(sim, task.x_train, cfg.batch, seed=cfg.seed + i,
                             progress=f"{method}: task {i + 1}/{len(tasks)}" if progress else None)
         if method == "mas":
-            anchor(syn)
+            anchor(syn, gamma * rate_importance(sim, "ff1", task.x_train))
         elif method == "gated":
             consolidate_gate(syn)
         w_now = sim.weights("ff1")

@@ -210,7 +210,7 @@ def activation(u: torch.Tensor, kind: str = "kwta", fraction: float = 0.1) -> to
 
 def features(weights: torch.Tensor, images: np.ndarray, kind: str = "kwta", batch: int = 1000) -> np.ndarray:
     """Readout features ``activation(images @ weights.T)``; shape ``(n, post)``."""
-    w = torch.as_tensor(weights, dtype=torch.float32)
+    w = torch.as_tensor(weights).detach().to("cpu", torch.float32)
     out = []
     for start in range(0, len(images), batch):
         u = torch.as_tensor(images[start : start + batch], dtype=torch.float32) @ w.T

@@ -163,24 +163,51 @@ class RateSimulator:
 
     def learn(self, inputs: Mapping[str, torch.Tensor], third_factors: Optional[Mapping[str, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
         """One learning step on a mini-batch: forward, then every plastic projection's rule
-        (all computed from the activities and weights before this step). Returns the activities."""
+        (all computed from the activities and weights before this step). ``third_factors[post]``
+        is ``(B, n)`` or ``(n,)`` per post population. Returns the activities. On NaN or infinite
+        weights nothing is changed and ``FloatingPointError`` names the projection."""
         with torch.no_grad():
             acts = self.forward(inputs)
             batch = next(iter(acts.values())).shape[0]
+            if batch == 0:
+                raise ValueError("rate learning: the mini-batch is empty")
+            factors = self._third_factors(third_factors or {}, batch)
+            new: Dict[str, Dict[str, torch.Tensor]] = {}
             for name, rule in self.rules.items():
                 proj = self.network.projections[name]
                 u = acts[f"{proj.post}.u"]
                 signals = {"v": u, "i": u}
-                if third_factors and proj.post in third_factors:
-                    signals["third_factor"] = torch.as_tensor(third_factors[proj.post], dtype=self.dtype, device=self.device)
-                ctx = RateContext(rule, acts[proj.pre], acts[proj.post], signals, self.w[name], self.params[name])
-                rule.apply(ctx, self.w[name], batch, scale=1.0 / batch)
-            for name, syn in self.w.items():
-                if not torch.isfinite(syn["w"]).all():
+                if proj.post in factors:
+                    signals["third_factor"] = factors[proj.post]
+                syn = dict(self.w[name])
+                ctx = RateContext(rule, acts[proj.pre], acts[proj.post], signals, syn, self.params[name])
+                rule.apply(ctx, syn, batch, scale=1.0 / batch)
+                bad = [k for k, v in syn.items() if not torch.isfinite(v).all()]
+                if bad:
                     raise FloatingPointError(
-                        f"rate learning: the weights of {name!r} became NaN or infinite (learning rate too high?)"
+                        f"rate learning: {bad} of {name!r} would become NaN or infinite (learning rate too high?); "
+                        "the weights were left as they were"
                     )
+                new[name] = syn
+            for name, syn in new.items():  # in place: callers may hold a projection's dict
+                self.w[name].update(syn)
         return acts
+
+    def _third_factors(self, given: Mapping[str, torch.Tensor], batch: int) -> Dict[str, torch.Tensor]:
+        plastic_posts = {self.network.projections[n].post for n in self.rules}
+        out = {}
+        for name, value in given.items():
+            if name not in plastic_posts:
+                raise KeyError(f"third factor for {name!r}: not the post population of a plastic projection "
+                               f"(those are {sorted(plastic_posts)})")
+            n = self.network.populations[name].n
+            v = torch.as_tensor(value, dtype=self.dtype, device=self.device)
+            if v.shape not in ((n,), (batch, n)):
+                raise ValueError(f"third factor for {name!r}: expected shape ({n},) or ({batch}, {n}), got {tuple(v.shape)}")
+            if not torch.isfinite(v).all():
+                raise ValueError(f"third factor for {name!r} contains NaN or infinite values")
+            out[name] = v.expand(batch, n)
+        return out
 
 
 def _feed_forward_order(network: Network) -> List[str]:

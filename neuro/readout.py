@@ -28,6 +28,7 @@ def readout_accuracy(
 
     Shapes: features ``(n, d)``, labels ``(n,)`` integers.
     """
+    _check("train", train_features, train_labels)
     _check("test", test_features, test_labels)
     if train_features.shape[1] != test_features.shape[1]:
         raise ValueError("train and test features have different widths")

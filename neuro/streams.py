@@ -48,13 +48,17 @@ class Task:
 
 def split_tasks(data: Dataset, n_tasks: int = 5) -> List[Task]:
     """Classes ``0..C-1`` cut into ``n_tasks`` consecutive groups of equal size (split MNIST)."""
-    if int(n_tasks) != n_tasks or n_tasks < 1 or data.n_classes % n_tasks:
+    _check_count("split_tasks", n_tasks)
+    if data.n_classes % n_tasks:
         raise ValueError(f"split_tasks: {data.n_classes} classes cannot be cut into {n_tasks!r} equal tasks")
     size = data.n_classes // n_tasks
     tasks = []
     for k in range(n_tasks):
         classes = tuple(range(k * size, (k + 1) * size))
         tr, te = np.isin(data.y_train, classes), np.isin(data.y_test, classes)
+        if not tr.any() or not te.any():
+            raise ValueError(f"split_tasks: task {k} (classes {classes}) has no {'training' if not tr.any() else 'test'} "
+                             f"images in {data.name!r}")
         tasks.append(Task(f"{data.name} classes {'/'.join(map(str, classes))}", classes,
                           data.x_train[tr], data.y_train[tr], data.x_test[te], data.y_test[te]))
     return tasks
@@ -62,8 +66,7 @@ def split_tasks(data: Dataset, n_tasks: int = 5) -> List[Task]:
 
 def permuted_tasks(data: Dataset, n_tasks: int = 5, seed: int = 0) -> List[Task]:
     """``n_tasks`` copies of the data set, task ``k > 0`` with its own seeded pixel permutation."""
-    if int(n_tasks) != n_tasks or n_tasks < 1:
-        raise ValueError(f"permuted_tasks: n_tasks must be a positive integer, got {n_tasks!r}")
+    _check_count("permuted_tasks", n_tasks)
     rng = np.random.default_rng(seed)
     classes = tuple(range(data.n_classes))
     tasks = []
@@ -72,6 +75,11 @@ def permuted_tasks(data: Dataset, n_tasks: int = 5, seed: int = 0) -> List[Task]
         tasks.append(Task(f"{data.name} permutation {k}", classes,
                           data.x_train[:, perm], data.y_train, data.x_test[:, perm], data.y_test))
     return tasks
+
+
+def _check_count(where: str, n_tasks: object) -> None:
+    if isinstance(n_tasks, bool) or not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1:
+        raise ValueError(f"{where}: n_tasks must be a positive integer, got {n_tasks!r}")
 
 
 def average_accuracy(acc: np.ndarray) -> float:

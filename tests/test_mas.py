@@ -76,31 +76,48 @@ def test_ewc_fisher_matches_a_per_sample_loop():
         torch.testing.assert_close(fisher[k], expected[k])
 
 
-def test_hardware_variant_lowers_to_loihi_and_the_exact_one_is_refused():
+def test_both_consolidations_lower_to_loihi():
     base = softhebb_rule(eta=2.0**-7, adaptive=False)
     gated = importance_gated(base, gamma=2.0**-4)
     assert to_loihi_strings(gated) == {
         "dw": "2^-7 * y0 * x1 * (1 - t) + 2^-7 * y0 * y2 * w * (t - 1)",
         "dd": "2^-4 * u0 * x1 * y1",
     }
-    problems = lowering_problems(consolidated(base, lam=2.0**-3, gamma=2.0**-4))
-    assert problems and "abs" in str(problems[0])
+    exact = consolidated(base, lam=2.0**-3)
+    assert lowering_problems(exact) == []
+    assert to_loihi_strings(exact)["dw"].endswith("- 2^-3 * u0 * t * w + 2^-3 * u0 * t * d")
     with pytest.raises(ValueError, match="must learn only w"):
         importance_gated(gated)
+    with pytest.raises(ValueError, match="must learn only w"):
+        consolidated(gated, lam=1.0)
 
 
-def test_consolidation_penalty_pulls_weights_back_to_the_anchor():
-    """Rate semantics of dw = eta*y0*(x1 - y2*w) - lam*u*t*(w - d) with eta = 0: w - d shrinks by (1 - lam*t)."""
-    rule = consolidated(softhebb_rule(eta=0.0, adaptive=False), lam=0.5, gamma=0.0)
+def test_consolidation_penalty_pulls_weights_back_to_the_anchor_only_after_a_task():
+    """Rate semantics of dw = eta*y0*(x1 - y2*w) - lam*u*t*(w - d) with eta = 0."""
+    rule = consolidated(softhebb_rule(eta=0.0, adaptive=False), lam=0.5)
     net = build_rate(4, SoftHebbConfig(n_neurons=3, init_radius=1.0))
     net.projections["ff1"].rule = rule
     sim = RateSimulator(net, {"layer1": SoftWTA(1.0)}, dtype=torch.float64)
     syn = sim.w["ff1"]
-    anchor(syn)
-    syn["t"] = torch.full_like(syn["w"], 0.4)
+    x = torch.rand(2, 4, dtype=torch.float64)
+    w0 = syn["w"].clone()
+    sim.learn({"pixels": x})
+    torch.testing.assert_close(syn["w"], w0)  # no earlier task: no importance, no pull
+    anchor(syn, torch.full_like(syn["w"][0], 0.4))
     syn["w"] = syn["d"] + 0.3
-    sim.learn({"pixels": torch.rand(2, 4, dtype=torch.float64)})
+    sim.learn({"pixels": x})
     torch.testing.assert_close(syn["w"] - syn["d"], torch.full_like(syn["w"], 0.3 * (1 - 0.5 * 0.4)))
+
+
+def test_rate_importance_is_the_mean_coactivity():
+    from networks.mas import rate_importance
+
+    cfg = SoftHebbConfig(n_neurons=5, temperature=0.5)
+    sim = RateSimulator(build_rate(6, cfg), {"layer1": SoftWTA(0.5)}, dtype=torch.float64)
+    x = np.random.default_rng(0).uniform(size=(10, 6))
+    y = sim.forward({"pixels": torch.as_tensor(x)})["layer1"]
+    expected = (y[:, :, None] * torch.as_tensor(x)[:, None, :]).abs().mean(0)
+    torch.testing.assert_close(rate_importance(sim, "ff1", x, batch=4), expected)
 
 
 def test_gate_consolidation_saturates_below_one():
@@ -184,3 +201,17 @@ def test_gated_softhebb_consolidates_in_torch_and_continues_identically_on_lava(
     t = first.syn["ff"]["t"][0].numpy()
     moved = np.abs(w[-1] - w[0])
     assert moved[t > 0.9].mean() < 0.2 * moved[t < 0.1].mean()
+
+
+def test_streams_refuse_bad_counts_and_missing_classes(digits):
+    from dataclasses import replace
+
+    for bad in (2.0, 0, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            split_tasks(digits, bad)
+        with pytest.raises(ValueError, match="positive integer"):
+            permuted_tasks(digits, bad)
+    keep = digits.y_test < 8
+    no_nines = replace(digits, x_test=digits.x_test[keep], y_test=digits.y_test[keep])
+    with pytest.raises(ValueError, match=r"task 4 \(classes \(8, 9\)\) has no test images"):
+        split_tasks(no_nines)
