@@ -191,8 +191,9 @@ def _product(factors: List, replicas: int, shape: Tuple[int, int], sum_replicas:
     elif not post:
         value = a * torch.broadcast_to(b, (replicas, 1, shape[1])).sum(dim=0, keepdim=True)
     else:
-        a = torch.broadcast_to(a, (replicas, shape[0], 1))[..., 0]
-        b = torch.broadcast_to(b, (replicas, 1, shape[1]))[:, 0, :]
+        dtype = torch.promote_types(a.dtype, b.dtype)  # as the broadcast product would
+        a = torch.broadcast_to(a, (replicas, shape[0], 1))[..., 0].to(dtype)
+        b = torch.broadcast_to(b, (replicas, 1, shape[1]))[:, 0, :].to(dtype)
         value = (a.T @ b)[None]
     for f in common:
         value = value * f
