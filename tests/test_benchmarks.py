@@ -71,3 +71,14 @@ def test_continual_benchmark_meets_the_issue_targets(tmp_path):
     domain = streams["split MNIST-5k, domain-IL"]
     for method in ("mas", "mas_hebbian", "ewc", "gated"):
         assert domain[method]["average_forgetting"] <= domain["naive"]["average_forgetting"] / 3, method
+
+
+def test_pc_benchmark_quick(tmp_path):
+    assert _load("pc_mnist").main(["--quick", "--out", str(tmp_path)]) == 0
+    digits = json.loads((tmp_path / "results.json").read_text())["results"]["digits"]
+    accs = [digits["pc"][t]["accuracy"] for t in ("1", "2", "4", "8")]
+    assert accs[-1] > accs[0] and accs[-1] > 0.8  # more inference steps, closer to backprop
+    assert digits["backprop"] > 0.8
+    energy = digits["energy"]
+    assert energy[-1] < energy[0]
+    assert (tmp_path / "pc_energy_digits.png").stat().st_size > 5000

@@ -1,0 +1,81 @@
+"""Predictive coding (rate, error units) against the same MLP trained with backprop, in one run.
+
+Both start from the same weights, use the same activation, biases, squared-error loss,
+SGD learning rate, mini-batches and epochs; reported: test accuracy, accuracy against
+the number of inference steps T, the training time ratio PC / backprop, and a plot of
+the energy falling over inference steps.
+
+    python benchmarks/pc_mnist.py            # MNIST-5k (4,000/1,000) and digits (~3 min on 2 cores)
+    python benchmarks/pc_mnist.py --quick    # digits only, fewer steps (~15 s)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import List
+
+import torch
+
+from neuro.datasets import load_digits, load_mnist5k
+from neuro.plotting import curves
+from networks.pc import PCConfig, PCNetwork, accuracy, backprop_mlp, build, train
+
+CONFIG = PCConfig(hidden=(256,), steps=8, gamma=0.2, eta=0.05, epochs=20, activation="relu")
+
+
+def main(argv: List[str] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", default="1,2,4,8,16", help="inference steps T to compare")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="out/bench_pc")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = sorted({int(s) for s in args.steps.split(",")})
+    sets = {"digits": load_digits()} if args.quick else {"mnist5k": load_mnist5k(), "digits": load_digits()}
+    cfg = replace(CONFIG, epochs=5, hidden=(64,)) if args.quick else CONFIG
+    if args.quick:
+        steps = [s for s in steps if s <= 8]
+    results = {}
+    for name, data in sets.items():
+        n_in, n_classes = data.x_train.shape[1], data.n_classes
+        model, bp_seconds = backprop_mlp(data.x_train, data.y_train, n_classes, cfg)
+        with torch.no_grad():
+            bp = float((model(torch.as_tensor(data.x_test)).argmax(dim=1).numpy() == data.y_test).mean())
+        row = {"backprop": bp, "backprop_seconds": bp_seconds, "pc": {}}
+        print(f"\n{name}: {len(data.x_train)} train / {len(data.x_test)} test; backprop {bp:.3f} ({bp_seconds:.1f} s)")
+        print(f"{'T':>4s} {'PC acc':>7s} {'PC - BP':>8s} {'PC s':>7s} {'PC/BP time':>10s}")
+        for t in steps:
+            pc = PCNetwork(build(n_in, n_classes, replace(cfg, steps=t)), replace(cfg, steps=t))
+            seconds = train(pc, data.x_train, data.y_train, n_classes, seed=cfg.seed)
+            acc = accuracy(pc, data.x_test, data.y_test)
+            row["pc"][t] = {"accuracy": acc, "seconds": seconds}
+            print(f"{t:4d} {acc:7.3f} {100 * (acc - bp):+7.1f}p {seconds:7.1f} {seconds / bp_seconds:9.1f}x")
+            if t == max(steps):
+                # Energy over inference steps on test images with their labels clamped.
+                x = torch.as_tensor(data.x_test[:200])
+                target = torch.nn.functional.one_hot(torch.as_tensor(data.y_test[:200]), n_classes).float()
+                with torch.no_grad():
+                    _, _, energies = pc.infer(x, target, steps=4 * t)
+                row["energy"] = energies
+                curves(list(range(len(energies))), {f"trained, T={t}": energies}, out / f"pc_energy_{name}.png",
+                       xlabel="inference step", ylabel="energy (batch mean)", title=f"PC energy falls during inference ({name})")
+        results[name] = row
+        accs = [row["pc"][t]["accuracy"] for t in steps]
+        curves(steps, {"predictive coding": accs, "backprop": [bp] * len(steps)}, out / f"pc_accuracy_vs_T_{name}.png",
+               xlabel="inference steps T", ylabel="test accuracy", title=f"PC vs backprop ({name})")
+    (out / "results.json").write_text(json.dumps({"results": {k: {**v, "pc": {str(t): r for t, r in v["pc"].items()}}
+                                                              for k, v in results.items()},
+                                                  "config": asdict(cfg), "torch": torch.__version__,
+                                                  "argv": sys.argv[1:]}, indent=2, sort_keys=True, default=float))
+    print(f"\nresults written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

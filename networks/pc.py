@@ -1,0 +1,237 @@
+"""Predictive coding with explicit error units (Whittington & Bogacz 2017; Pinchetti et al. 2024, PCX).
+
+Value units ``x_l`` and error units ``e_l = x_l - mu_l`` with predictions
+``mu_l = W_l f(x_{l-1}) + b_l``; inference relaxes the hidden values for ``T`` steps
+down the energy ``F = 1/2 sum_l ||e_l||^2``::
+
+    x_l <- x_l + gamma * (-e_l + f'(x_l) * W_{l+1}^T e_{l+1})
+
+and learning is local, ``dW_l = eta * e_l f(x_{l-1})^T``: in the rule language
+``eta * u * y2 * x1`` with ``y2`` driven by the error population (a third factor)
+and ``x1`` the pre-synaptic value unit's activity (:func:`pc_rule`), applied with
+the rule language's rate semantics. Biases are synapses from a ``bias`` input
+population that is always 1, learning with the same rule.
+
+The graph (:func:`build`) holds the error units as populations of their own
+(``e1``, ``e2``, ...), with value -> error connections (``+1``), the plastic
+predictions, and error -> value feedback (``-1`` from a unit's own error, ``W^T``
+from the layer above, kept equal to the transposed prediction weights).
+Supervised use: the input is clamped at the bottom and, while learning, the label
+(one-hot) at the top; the prediction of a test image is the feed-forward pass.
+
+This module is the rate version; spiking error units and the Lava export are not
+written yet.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from neuro import IAF, LearningRule, Network, Param, Trace
+from neuro.expr import u, x1, y2
+from neuro.plasticity import CompiledRule, RateContext
+
+ACTIVATIONS = {
+    "tanh": (torch.tanh, lambda x: 1.0 - torch.tanh(x) ** 2),
+    "relu": (torch.relu, lambda x: (x > 0).to(x.dtype)),
+}
+
+
+@dataclass(frozen=True)
+class PCConfig:
+    """A predictive-coding MLP and its training.
+
+    Attributes:
+        hidden: widths of the hidden value layers.
+        steps: inference steps ``T`` per sample.
+        gamma: inference rate of the value units (per step).
+        eta: learning rate (per sample; the batch mean is applied).
+        epochs, batch: passes over the training images, mini-batch size.
+        activation: ``f`` of the value units feeding a prediction (``tanh`` or ``relu``).
+        seed: initial weights and sample order.
+    """
+
+    hidden: Tuple[int, ...] = (256,)
+    steps: int = 8
+    gamma: float = 0.1
+    eta: float = 0.05
+    epochs: int = 5
+    batch: int = 32
+    activation: str = "tanh"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; known: {', '.join(ACTIVATIONS)}")
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+
+
+def pc_rule(eta: float = 0.05, tau: float = 20e-3) -> LearningRule:
+    """``dw = eta * u * y2 * x1``: the post error (``y2``, driven by the third factor) times the
+    pre value unit's activity (``x1``; in spikes, a trace of time constant ``tau`` seconds)."""
+    return LearningRule(dw=Param("eta") * u * y2 * x1,
+                        traces={"x1": Trace(1.0, tau), "y2": Trace(driven_by="third_factor")},
+                        params={"eta": eta}, name="pc_error_hebbian")
+
+
+def build(n_inputs: int, n_outputs: int, cfg: PCConfig = PCConfig()) -> Network:
+    """The graph: ``x0`` (input), ``bias``, value layers ``x1..xL`` and error layers ``e1..eL``.
+
+    Plastic predictions ``W<l>`` (``x<l-1> -> e<l>``) and ``B<l>`` (``bias -> e<l>``);
+    static ``x<l>_to_e<l>`` (+1), ``e<l>_to_x<l>`` (-1) and ``e<l>_to_x<l-1>`` (``W<l>^T``).
+    """
+    widths = [n_inputs, *cfg.hidden, n_outputs]
+    rng = np.random.default_rng(cfg.seed)
+    net = Network(name="predictive_coding")
+    net.input("x0", n_inputs)
+    net.input("bias", 1)
+    rule = pc_rule(cfg.eta)
+    for l in range(1, len(widths)):
+        n, n_pre = widths[l], widths[l - 1]
+        # Rate units; IAF stands in for the neuron model a spiking version will choose.
+        net.population(f"x{l}", n, IAF())
+        net.population(f"e{l}", n, IAF())
+        w = rng.normal(0.0, 1.0 / np.sqrt(n_pre), (n, n_pre))
+        net.connect(f"x{l - 1}", f"e{l}", -w, rule=rule, name=f"W{l}")  # e = x - mu: predictions enter negated
+        net.connect("bias", f"e{l}", np.zeros((n, 1)), rule=rule, name=f"B{l}")
+        net.connect(f"x{l}", f"e{l}", np.eye(n), name=f"x{l}_to_e{l}")
+        net.connect(f"e{l}", f"x{l}", -np.eye(n), name=f"e{l}_to_x{l}")
+        if l > 1:
+            net.connect(f"e{l}", f"x{l - 1}", w.T, name=f"e{l}_to_x{l - 1}")
+    return net
+
+
+class PCNetwork:
+    """Runs a :func:`build` graph with rate dynamics: inference, prediction and local learning.
+
+    Shapes: a batch ``B`` along the leading dimension; values and errors ``(B, n_l)``.
+    """
+
+    def __init__(self, network: Network, cfg: PCConfig = PCConfig(), dtype: torch.dtype = torch.float32) -> None:
+        self.network, self.cfg, self.dtype = network, cfg, dtype
+        self.L = sum(1 for name in network.populations if name.startswith("e"))
+        self.f, self.df = ACTIVATIONS[cfg.activation]
+        self.syn = {name: {"w": torch.as_tensor(p.weights, dtype=dtype)[None].clone()}
+                    for name, p in network.projections.items() if p.rule is not None}
+        self.rules = {name: CompiledRule(p.rule, network.dt) for name, p in network.projections.items() if p.rule}
+        self.params = {name: {k: torch.tensor(v, dtype=dtype) for k, v in p.rule.params.items()}
+                       for name, p in network.projections.items() if p.rule}
+
+    def W(self, l: int) -> torch.Tensor:
+        """Prediction weights of layer ``l`` ``(n_l, n_{l-1})`` (the graph stores them negated)."""
+        return -self.syn[f"W{l}"]["w"][0]
+
+    def b(self, l: int) -> torch.Tensor:
+        return -self.syn[f"B{l}"]["w"][0, :, 0]
+
+    def _activity(self, l: int, x: torch.Tensor) -> torch.Tensor:
+        return x if l == 0 else self.f(x)  # the input is used as it is
+
+    def _mu(self, l: int, below: torch.Tensor) -> torch.Tensor:
+        return self._activity(l - 1, below) @ self.W(l).T + self.b(l)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The feed-forward pass (every error zero): the top layer's values ``(B, n_L)``."""
+        v = torch.as_tensor(x, dtype=self.dtype)
+        for l in range(1, self.L + 1):
+            v = self._mu(l, v)
+        return v
+
+    def infer(self, x: torch.Tensor, target: Optional[torch.Tensor], steps: int) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[float]]:
+        """Relax the hidden values for ``steps`` steps with the input (and ``target``, if given) clamped.
+
+        Starts from the feed-forward pass. Returns values ``x_0..x_L``, errors ``e_1..e_L`` and the
+        batch-mean energy before each step and after the last (``steps + 1`` numbers).
+        """
+        values = [torch.as_tensor(x, dtype=self.dtype)]
+        for l in range(1, self.L + 1):
+            values.append(self._mu(l, values[-1]))
+        if target is not None:
+            values[-1] = torch.as_tensor(target, dtype=self.dtype)
+        energies = []
+        top = self.L if target is not None else self.L + 1  # clamped top layer is not relaxed
+        for k in range(steps + 1):
+            errors = [values[l] - self._mu(l, values[l - 1]) for l in range(1, self.L + 1)]
+            energies.append(float(0.5 * sum((e**2).sum(dim=1) for e in errors).mean()))
+            if k == steps:
+                break
+            for l in range(1, top):
+                drive = -errors[l - 1]
+                if l < self.L:
+                    drive = drive + self.df(values[l]) * (errors[l] @ self.W(l + 1))
+                values[l] = values[l] + self.cfg.gamma * drive
+        return values, errors, energies
+
+    def learn(self, x: torch.Tensor, target: torch.Tensor) -> List[float]:
+        """One mini-batch: infer with the label clamped, then every prediction learns by :func:`pc_rule`
+        (rate semantics: ``x1`` the pre value unit's activity, ``y2`` the post error). Returns the energies."""
+        values, errors, energies = self.infer(x, target, self.cfg.steps)
+        batch = len(values[0])
+        ones = torch.ones(batch, 1, dtype=self.dtype)
+        for l in range(1, self.L + 1):
+            # The graph's error receives -mu, so its weights learn -dW: the error enters negated.
+            signals = {"third_factor": -errors[l - 1]}
+            for name, pre in ((f"W{l}", self._activity(l - 1, values[l - 1])), (f"B{l}", ones)):
+                ctx = RateContext(self.rules[name], pre, errors[l - 1], signals, self.syn[name], self.params[name])
+                self.rules[name].apply(ctx, self.syn[name], batch, scale=1.0 / batch)
+        return energies
+
+    def feedback_weights(self) -> Dict[str, np.ndarray]:
+        """The error -> value feedback the graph needs now (``W^T``), by projection name."""
+        return {f"e{l}_to_x{l - 1}": self.W(l).T.numpy().copy() for l in range(2, self.L + 1)}
+
+
+def train(pc: PCNetwork, x: np.ndarray, labels: np.ndarray, n_classes: int, seed: int = 0) -> float:
+    """``cfg.epochs`` epochs of supervised PC on images ``x`` ``(n, pixels)``; returns seconds spent."""
+    cfg = pc.cfg
+    xt = torch.as_tensor(x, dtype=pc.dtype)
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), n_classes).to(pc.dtype)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(cfg.epochs):
+            order = rng.permutation(len(x))
+            for start in range(0, len(x), cfg.batch):
+                idx = torch.as_tensor(order[start : start + cfg.batch])
+                pc.learn(xt[idx], onehot[idx])
+    return time.perf_counter() - t0
+
+
+def accuracy(pc: PCNetwork, x: np.ndarray, labels: np.ndarray) -> float:
+    with torch.no_grad():
+        return float((pc.predict(torch.as_tensor(x)).argmax(dim=1).numpy() == labels).mean())
+
+
+def backprop_mlp(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: PCConfig = PCConfig()) -> Tuple["torch.nn.Module", float]:
+    """The same MLP (same initial weights, activation, biases, optimizer and squared-error loss)
+    trained with backprop; returns the model (call it on images) and the seconds spent."""
+    f, _ = ACTIVATIONS[cfg.activation]
+    reference = PCNetwork(build(x.shape[1], n_classes, cfg), cfg)
+    weights = [torch.nn.Parameter(reference.W(l).clone()) for l in range(1, reference.L + 1)]
+    biases = [torch.nn.Parameter(reference.b(l).clone()) for l in range(1, reference.L + 1)]
+
+    def model(inputs: torch.Tensor) -> torch.Tensor:
+        v = torch.as_tensor(inputs, dtype=torch.float32)
+        for l, (w, b) in enumerate(zip(weights, biases)):
+            v = (v if l == 0 else f(v)) @ w.T + b
+        return v
+
+    opt = torch.optim.SGD(weights + biases, lr=cfg.eta)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), n_classes).float()
+    rng = np.random.default_rng(cfg.seed)
+    t0 = time.perf_counter()
+    for _ in range(cfg.epochs):
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), cfg.batch):
+            idx = torch.as_tensor(order[start : start + cfg.batch])
+            opt.zero_grad()
+            loss = 0.5 * ((model(xt[idx]) - onehot[idx]) ** 2).sum(dim=1).mean()
+            loss.backward()
+            opt.step()
+    return model, time.perf_counter() - t0

@@ -1,0 +1,69 @@
+"""Predictive coding (rate version): the graph, inference lowering the energy, local learning ~ backprop."""
+import numpy as np
+import pytest
+import torch
+
+from neuro.datasets import load_digits
+from networks.pc import PCConfig, PCNetwork, accuracy, backprop_mlp, build, pc_rule, train
+
+
+def test_graph_has_error_populations_and_the_rule_is_local():
+    cfg = PCConfig(hidden=(5,))
+    net = build(4, 3, cfg)
+    assert {"x0", "bias", "x1", "e1", "x2", "e2"} <= set(net.populations)
+    plastic = {name for name, p in net.projections.items() if p.rule is not None}
+    assert plastic == {"W1", "B1", "W2", "B2"}
+    assert net.projections["W2"].pre == "x1" and net.projections["W2"].post == "e2"
+    # Feedback from the layer above carries the transposed predictions.
+    np.testing.assert_array_equal(net.projections["e2_to_x1"].weights, -net.projections["W2"].weights.T)
+    from hardware.loihi_rules import to_loihi_strings
+
+    assert to_loihi_strings(pc_rule(eta=2.0**-4)) == {"dw": "2^-4 * u0 * y2 * x1"}
+    with pytest.raises(ValueError, match="unknown activation"):
+        PCConfig(activation="sigmoid")
+
+
+def test_inference_lowers_the_energy_and_free_inference_keeps_the_feedforward_pass():
+    cfg = PCConfig(hidden=(16,), gamma=0.1)
+    pc = PCNetwork(build(8, 3, cfg), cfg, dtype=torch.float64)
+    x = torch.rand(5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    target = torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0, 1]]
+    _, errors, energies = pc.infer(x, target, steps=20)
+    assert energies[0] > 0 and all(b <= a + 1e-12 for a, b in zip(energies, energies[1:]))
+    assert energies[-1] < 0.9 * energies[0]
+    values, errors, free = pc.infer(x, None, steps=5)
+    assert max(free) < 1e-20  # with nothing clamped at the top the feed-forward pass has no error
+    torch.testing.assert_close(values[-1], pc.predict(x))
+
+
+def test_one_inference_step_learning_equals_backprop_on_the_output_layer():
+    """With the hidden values at their feed-forward values, PC's update of the top layer is the
+    negative gradient of the squared error: the same step as backprop's."""
+    cfg = PCConfig(hidden=(6,), steps=1, gamma=0.0, eta=0.1)
+    net = build(4, 3, cfg)
+    pc = PCNetwork(net, cfg, dtype=torch.float64)
+    x = torch.rand(7, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    target = torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0, 1, 2, 0]]
+    w2 = pc.W(2).clone().requires_grad_(True)
+    b2 = pc.b(2).clone().requires_grad_(True)
+    h = torch.tanh(x @ pc.W(1).T + pc.b(1))
+    loss = 0.5 * ((h @ w2.T + b2 - target) ** 2).sum(dim=1).mean()
+    loss.backward()
+    expected_w, expected_b = w2 - 0.1 * w2.grad, b2 - 0.1 * b2.grad
+    pc.learn(x, target)
+    torch.testing.assert_close(pc.W(2), expected_w.detach())
+    torch.testing.assert_close(pc.b(2), expected_b.detach())
+
+
+def test_pc_learns_digits_close_to_backprop():
+    data = load_digits()
+    cfg = PCConfig(hidden=(64,), steps=8, eta=0.05, epochs=10)
+    pc = PCNetwork(build(64, 10, cfg), cfg)
+    untrained = accuracy(pc, data.x_test, data.y_test)
+    train(pc, data.x_train, data.y_train, 10)
+    learned = accuracy(pc, data.x_test, data.y_test)
+    model, _ = backprop_mlp(data.x_train, data.y_train, 10, cfg)
+    with torch.no_grad():
+        bp = float((model(torch.as_tensor(data.x_test)).argmax(dim=1).numpy() == data.y_test).mean())
+    assert untrained < 0.3 and learned > 0.85
+    assert abs(learned - bp) < 0.03, (learned, bp)
