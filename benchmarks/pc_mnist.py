@@ -2,8 +2,9 @@
 
 Both start from the same weights, use the same activation, biases, squared-error loss,
 SGD learning rate, mini-batches and epochs; reported: test accuracy, accuracy against
-the number of inference steps T, the training time ratio PC / backprop, and a plot of
-the energy falling over inference steps.
+the number of inference steps T, the training time ratio PC / backprop, a plot of
+the energy falling over inference steps, and the images a generative PC network
+(label at the bottom, image on top) produces for each class.
 
     python benchmarks/pc_mnist.py            # MNIST-5k (4,000/1,000) and digits (~3 min on 2 cores)
     python benchmarks/pc_mnist.py --quick    # digits only, fewer steps (~15 s)
@@ -17,11 +18,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import List
 
+import numpy as np
 import torch
 
 from neuro.datasets import load_digits, load_mnist5k
-from neuro.plotting import curves
-from networks.pc import PCConfig, PCNetwork, accuracy, backprop_mlp, build, train
+from neuro.plotting import curves, receptive_fields
+from networks.pc import PCConfig, PCNetwork, accuracy, backprop_mlp, build, generate, train
 
 CONFIG = PCConfig(hidden=(256,), steps=8, gamma=0.2, eta=0.05, epochs=20, activation="relu")
 
@@ -65,6 +67,17 @@ def main(argv: List[str] = None) -> int:
                 row["energy"] = energies
                 curves(list(range(len(energies))), {f"trained, T={t}": energies}, out / f"pc_energy_{name}.png",
                        xlabel="inference step", ylabel="energy (batch mean)", title=f"PC energy falls during inference ({name})")
+        # Generative use: label at the bottom, image on top; each class's generated image.
+        gen = PCNetwork(build(n_classes, n_in, cfg), cfg)
+        train(gen, data.x_train, data.y_train, n_classes, seed=cfg.seed, generative=True)
+        images = generate(gen, n_classes)
+        receptive_fields(images, data.image_shape, out / f"pc_generated_{name}.png", per_field=True,
+                         title=f"PC-generated images, classes 0-{n_classes - 1} ({name})")
+        means = np.stack([data.x_train[data.y_train == c].mean(axis=0) for c in range(n_classes)])
+        row["generated_vs_class_mean_correlation"] = float(np.mean(
+            [np.corrcoef(images[c], means[c])[0, 1] for c in range(n_classes)]))
+        print(f"generated images: mean correlation with their class's mean image "
+              f"{row['generated_vs_class_mean_correlation']:.3f}")
         results[name] = row
         accs = [row["pc"][t]["accuracy"] for t in steps]
         curves(steps, {"predictive coding": accs, "backprop": [bp] * len(steps)}, out / f"pc_accuracy_vs_T_{name}.png",

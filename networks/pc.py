@@ -18,6 +18,10 @@ predictions, and error -> value feedback (``-1`` from a unit's own error, ``W^T`
 from the layer above, kept equal to the transposed prediction weights).
 Supervised use: the input is clamped at the bottom and, while learning, the label
 (one-hot) at the top; the prediction of a test image is the feed-forward pass.
+Generative use: the same network with the label at the bottom and the image on top
+(:func:`train` with ``generative=True``): with the label clamped and the image free,
+the energy is lowest at the feed-forward pass, which is the generated image
+(:func:`generate`).
 
 This module is the rate version; spiking error units and the Lava export are not
 written yet.
@@ -142,11 +146,15 @@ class PCNetwork:
             v = self._mu(l, v)
         return v
 
-    def infer(self, x: torch.Tensor, target: Optional[torch.Tensor], steps: int) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[float]]:
-        """Relax the hidden values for ``steps`` steps with the input (and ``target``, if given) clamped.
+    def infer(
+        self, x: torch.Tensor, target: Optional[torch.Tensor], steps: int, clamp_input: bool = True
+    ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[float]]:
+        """Relax the values for ``steps`` steps with the input (and ``target``, if given) clamped.
 
-        Starts from the feed-forward pass. Returns values ``x_0..x_L``, errors ``e_1..e_L`` and the
-        batch-mean energy before each step and after the last (``steps + 1`` numbers).
+        Starts from the feed-forward pass of ``x``. With ``clamp_input=False`` the bottom layer
+        relaxes too, from ``x`` (inference of the input: a generative network, label at the bottom
+        and image on top, classifies an image this way). Returns values ``x_0..x_L``, errors
+        ``e_1..e_L`` and the batch-mean energy before each step and after the last (``steps + 1``).
         """
         values = [torch.as_tensor(x, dtype=self.dtype)]
         for l in range(1, self.L + 1):
@@ -154,16 +162,18 @@ class PCNetwork:
         if target is not None:
             values[-1] = torch.as_tensor(target, dtype=self.dtype)
         energies = []
+        first = 1 if clamp_input else 0
         top = self.L if target is not None else self.L + 1  # clamped top layer is not relaxed
         for k in range(steps + 1):
             errors = [values[l] - self._mu(l, values[l - 1]) for l in range(1, self.L + 1)]
             energies.append(float(0.5 * sum((e**2).sum(dim=1) for e in errors).mean()))
             if k == steps:
                 break
-            for l in range(1, top):
-                drive = -errors[l - 1]
+            for l in range(first, top):
+                drive = -errors[l - 1] if l > 0 else torch.zeros_like(values[0])  # the input has no error unit
                 if l < self.L:
-                    drive = drive + self.df(values[l]) * (errors[l] @ self.W(l + 1))
+                    slope = self.df(values[l]) if l > 0 else 1.0  # the input is used as it is
+                    drive = drive + slope * (errors[l] @ self.W(l + 1))
                 values[l] = values[l] + self.cfg.gamma * drive
         return values, errors, energies
 
@@ -186,11 +196,15 @@ class PCNetwork:
         return {f"e{l}_to_x{l - 1}": self.W(l).T.numpy().copy() for l in range(2, self.L + 1)}
 
 
-def train(pc: PCNetwork, x: np.ndarray, labels: np.ndarray, n_classes: int, seed: int = 0) -> float:
-    """``cfg.epochs`` epochs of supervised PC on images ``x`` ``(n, pixels)``; returns seconds spent."""
+def train(pc: PCNetwork, x: np.ndarray, labels: np.ndarray, n_classes: int, seed: int = 0, generative: bool = False) -> float:
+    """``cfg.epochs`` epochs of PC on images ``x`` ``(n, pixels)`` and their labels; returns seconds spent.
+
+    Supervised: image at the bottom, label on top; ``generative``: label at the bottom, image on top.
+    """
     cfg = pc.cfg
     xt = torch.as_tensor(x, dtype=pc.dtype)
     onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), n_classes).to(pc.dtype)
+    bottom, top = (onehot, xt) if generative else (xt, onehot)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -198,11 +212,18 @@ def train(pc: PCNetwork, x: np.ndarray, labels: np.ndarray, n_classes: int, seed
             order = rng.permutation(len(x))
             for start in range(0, len(x), cfg.batch):
                 idx = torch.as_tensor(order[start : start + cfg.batch])
-                pc.learn(xt[idx], onehot[idx])
+                pc.learn(bottom[idx], top[idx])
     return time.perf_counter() - t0
 
 
+def generate(pc: PCNetwork, n_classes: int) -> np.ndarray:
+    """A generative network's image for each class: the feed-forward pass of its one-hot label, ``(classes, pixels)``."""
+    with torch.no_grad():
+        return pc.predict(torch.eye(n_classes, dtype=pc.dtype)).numpy()
+
+
 def accuracy(pc: PCNetwork, x: np.ndarray, labels: np.ndarray) -> float:
+    """Test accuracy of the feed-forward prediction (largest top unit)."""
     with torch.no_grad():
         return float((pc.predict(torch.as_tensor(x)).argmax(dim=1).numpy() == labels).mean())
 
