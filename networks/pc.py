@@ -113,6 +113,10 @@ def build(n_inputs: int, n_outputs: int, cfg: PCConfig = PCConfig()) -> Network:
 class PCNetwork:
     """Runs a :func:`build` graph with rate dynamics: inference, prediction and local learning.
 
+    The plastic projections (and their rule) come from the graph; the value/error equations are
+    those the static projections describe, with the feedback from the layer above always the
+    transpose of the current predictions (the graph's ``e<l>_to_x<l-1>`` holds them as built;
+    :meth:`feedback_weights` gives their current value for an exporter).
     Shapes: a batch ``B`` along the leading dimension; values and errors ``(B, n_l)``.
     """
 
@@ -152,8 +156,7 @@ class PCNetwork:
         """Relax the values for ``steps`` steps with the input (and ``target``, if given) clamped.
 
         Starts from the feed-forward pass of ``x``. With ``clamp_input=False`` the bottom layer
-        relaxes too, from ``x`` (inference of the input: a generative network, label at the bottom
-        and image on top, classifies an image this way). Returns values ``x_0..x_L``, errors
+        relaxes too, from ``x`` (inference of the input). Returns values ``x_0..x_L``, errors
         ``e_1..e_L`` and the batch-mean energy before each step and after the last (``steps + 1``).
         """
         values = [torch.as_tensor(x, dtype=self.dtype)]
