@@ -53,6 +53,9 @@ def test_one_inference_step_learning_equals_backprop_on_the_output_layer():
     pc.learn(x, target)
     torch.testing.assert_close(pc.W(2), expected_w.detach())
     torch.testing.assert_close(pc.b(2), expected_b.detach())
+    # What an exporter must load into the feedback projection after learning.
+    np.testing.assert_array_equal(pc.feedback_weights()["e2_to_x1"], pc.W(2).T.numpy())
+    assert not np.allclose(pc.feedback_weights()["e2_to_x1"], net.projections["e2_to_x1"].weights)
 
 
 def test_pc_learns_digits_close_to_backprop():
