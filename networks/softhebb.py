@@ -293,18 +293,6 @@ def train_spiking(
 def spike_counts(sim: Simulator, images: np.ndarray, spk: SpikingConfig, steps: int) -> np.ndarray:
     """Inference by spikes: ``layer1`` spike counts ``(n, neurons)`` over ``steps`` steps per image,
     learning off (the neurons are reset between images, thresholds and weights are kept)."""
-    x = scale_inputs(images, spk)
-    r = sim.replicas
-    out = np.zeros((len(images), sim.network.populations["layer1"].n), dtype=np.float32)
-    learning, sim.learning = sim.learning, False
-    try:
-        for start in range(0, len(images), r):
-            chunk = x[start : start + r]
-            values = np.zeros((r, x.shape[1]), dtype=np.float32)
-            values[: len(chunk)] = chunk
-            sim.reset_neurons()
-            rec = sim.run(steps, {"pixels": values}, monitors=["layer1.spikes"])
-            out[start : start + len(chunk)] = rec["layer1.spikes"].sum(dim=0)[: len(chunk)].cpu().numpy()
-    finally:
-        sim.learning = learning
-    return out
+    from networks.stdp_wta import present
+
+    return present(sim, scale_inputs(images, spk), steps, learn=False, population="layer1")

@@ -95,16 +95,18 @@ def present(
     steps: int,
     learn: bool,
     progress: Optional[str] = None,
+    population: str = "exc",
 ) -> np.ndarray:
-    """Show ``images`` ``(n, n_inputs)`` in [0, 1], ``sim.replicas`` at a time, for ``steps`` each.
+    """Show ``images`` ``(n, n_inputs)`` in [0, 1] to the input ``pixels``, ``sim.replicas`` at a time,
+    for ``steps`` each.
 
-    Returns the spike counts of ``exc``, shape ``(n, n_neurons)``. Neuron state
+    Returns the spike counts of ``population``, shape ``(n, neurons)``. Neuron state
     is reset between batches; thresholds keep adapting.
     """
     r = sim.replicas
     n = len(images)
-    counts = np.zeros((n, sim.network.populations["exc"].n), dtype=np.float32)
-    sim.learning = learn
+    counts = np.zeros((n, sim.network.populations[population].n), dtype=np.float32)
+    was_learning, sim.learning = sim.learning, learn
     bar = tqdm(total=n, desc=progress, disable=progress is None, unit="image")
     try:
         for start in range(0, n, r):
@@ -112,10 +114,10 @@ def present(
             values = np.zeros((r, images.shape[1]), dtype=np.float32)
             values[: len(chunk)] = chunk  # a short last batch is padded with blank images
             sim.reset_neurons()
-            rec = sim.run(steps, {"pixels": values}, monitors=["exc.spikes"])
-            counts[start : start + len(chunk)] = rec["exc.spikes"].sum(0)[: len(chunk)].cpu().numpy()
+            rec = sim.run(steps, {"pixels": values}, monitors=[f"{population}.spikes"])
+            counts[start : start + len(chunk)] = rec[f"{population}.spikes"].sum(0)[: len(chunk)].cpu().numpy()
             bar.update(len(chunk))
     finally:
         bar.close()
-        sim.learning = True
+        sim.learning = was_learning
     return counts
