@@ -2,7 +2,8 @@
 
 Both start from the same weights, use the same activation, biases, squared-error loss,
 SGD learning rate, mini-batches and epochs; reported: test accuracy, accuracy against
-the number of inference steps T, the training time ratio PC / backprop, a plot of
+the number of inference steps T (with the label clamped, and with the top nudged
+10 % of the way to the label at a 10x learning rate), the training time ratio PC / backprop, a plot of
 the energy falling over inference steps, and the images a generative PC network
 (label at the bottom, image on top) produces for each class.
 
@@ -26,6 +27,8 @@ from neuro.plotting import curves, receptive_fields
 from networks.pc import PCConfig, PCNetwork, accuracy, backprop_mlp, build, generate, train
 
 CONFIG = PCConfig(hidden=(256,), steps=8, gamma=0.2, eta=0.05, epochs=20, activation="relu")
+# PC nudges the top 10 % of the way to the label and learns 10x faster: the same step size as backprop's.
+NUDGED = replace(CONFIG, nudge=0.1, eta=0.5)
 
 
 def main(argv: List[str] = None) -> int:
@@ -51,13 +54,19 @@ def main(argv: List[str] = None) -> int:
             bp = float((model(torch.as_tensor(data.x_test)).argmax(dim=1).numpy() == data.y_test).mean())
         row = {"backprop": bp, "backprop_seconds": bp_seconds, "pc": {}}
         print(f"\n{name}: {len(data.x_train)} train / {len(data.x_test)} test; backprop {bp:.3f} ({bp_seconds:.1f} s)")
-        print(f"{'T':>4s} {'PC acc':>7s} {'PC - BP':>8s} {'PC s':>7s} {'PC/BP time':>10s}")
+        print(f"{'T':>4s} {'PC acc':>7s} {'PC - BP':>8s} {'PC s':>7s} {'PC/BP time':>10s} "
+              f"{'nudged':>7s} {'- BP':>8s}")
         for t in steps:
             pc = PCNetwork(build(n_in, n_classes, replace(cfg, steps=t)), replace(cfg, steps=t))
             seconds = train(pc, data.x_train, data.y_train, n_classes, seed=cfg.seed)
             acc = accuracy(pc, data.x_test, data.y_test)
-            row["pc"][t] = {"accuracy": acc, "seconds": seconds}
-            print(f"{t:4d} {acc:7.3f} {100 * (acc - bp):+7.1f}p {seconds:7.1f} {seconds / bp_seconds:9.1f}x")
+            nudged_cfg = replace(cfg, steps=t, nudge=NUDGED.nudge, eta=cfg.eta / NUDGED.nudge)
+            nudged = PCNetwork(build(n_in, n_classes, nudged_cfg), nudged_cfg)
+            train(nudged, data.x_train, data.y_train, n_classes, seed=cfg.seed)
+            acc_nudged = accuracy(nudged, data.x_test, data.y_test)
+            row["pc"][t] = {"accuracy": acc, "seconds": seconds, "accuracy_nudged": acc_nudged}
+            print(f"{t:4d} {acc:7.3f} {100 * (acc - bp):+7.1f}p {seconds:7.1f} {seconds / bp_seconds:9.1f}x "
+                  f"{acc_nudged:7.3f} {100 * (acc_nudged - bp):+7.1f}p")
             if t == max(steps):
                 # Energy over inference steps on test images with their labels clamped.
                 x = torch.as_tensor(data.x_test[:200])
@@ -80,7 +89,9 @@ def main(argv: List[str] = None) -> int:
               f"{row['generated_vs_class_mean_correlation']:.3f}")
         results[name] = row
         accs = [row["pc"][t]["accuracy"] for t in steps]
-        curves(steps, {"predictive coding": accs, "backprop": [bp] * len(steps)}, out / f"pc_accuracy_vs_T_{name}.png",
+        nudged_accs = [row["pc"][t]["accuracy_nudged"] for t in steps]
+        curves(steps, {"predictive coding": accs, f"PC, nudge {NUDGED.nudge}": nudged_accs, "backprop": [bp] * len(steps)},
+               out / f"pc_accuracy_vs_T_{name}.png",
                xlabel="inference steps T", ylabel="test accuracy", title=f"PC vs backprop ({name})")
     (out / "results.json").write_text(json.dumps({"results": {k: {**v, "pc": {str(t): r for t, r in v["pc"].items()}}
                                                               for k, v in results.items()},

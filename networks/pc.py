@@ -56,6 +56,10 @@ class PCConfig:
         eta: learning rate (per sample; the batch mean is applied).
         epochs, batch: passes over the training images, mini-batch size.
         activation: ``f`` of the value units feeding a prediction (``tanh`` or ``relu``).
+        nudge: while learning, the top layer is clamped this fraction of the way from its
+            prediction to the label (1: at the label). Small nudges keep the errors small, where
+            PC's update approaches backprop's gradient; scale ``eta`` by ``1 / nudge`` to keep
+            the step size.
         seed: initial weights and sample order.
     """
 
@@ -66,9 +70,12 @@ class PCConfig:
     epochs: int = 5
     batch: int = 32
     activation: str = "tanh"
+    nudge: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 < self.nudge <= 1:
+            raise ValueError(f"nudge must lie in (0, 1], got {self.nudge!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; known: {', '.join(ACTIVATIONS)}")
         if int(self.steps) != self.steps or self.steps < 1:
@@ -215,7 +222,11 @@ def train(pc: PCNetwork, x: np.ndarray, labels: np.ndarray, n_classes: int, seed
             order = rng.permutation(len(x))
             for start in range(0, len(x), cfg.batch):
                 idx = torch.as_tensor(order[start : start + cfg.batch])
-                pc.learn(bottom[idx], top[idx])
+                target = top[idx]
+                if cfg.nudge < 1:
+                    mu = pc.predict(bottom[idx])
+                    target = mu + cfg.nudge * (target - mu)
+                pc.learn(bottom[idx], target)
     return time.perf_counter() - t0
 
 

@@ -21,6 +21,8 @@ def test_graph_has_error_populations_and_the_rule_is_local():
     assert to_loihi_strings(pc_rule(eta=2.0**-4)) == {"dw": "2^-4 * u0 * y2 * x1"}
     with pytest.raises(ValueError, match="unknown activation"):
         PCConfig(activation="sigmoid")
+    with pytest.raises(ValueError, match="nudge"):
+        PCConfig(nudge=0.0)
 
 
 def test_inference_lowers_the_energy_and_free_inference_keeps_the_feedforward_pass():
