@@ -45,6 +45,7 @@ from neuro.plasticity import CompiledRule, RateContext
 from neuro.streams import Task
 
 METHODS = ("naive", "mas", "mas_hebbian", "ewc", "gated", "joint")
+PENALIZED = ("mas", "mas_hebbian", "ewc")  # the methods with a consolidation penalty in the loss
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,6 +259,7 @@ class ContinualMLP:
                 h = post
 
     def _importance(self, task: Task) -> Dict[str, torch.Tensor]:
+        """The finished task's importance per parameter, for a method of :data:`PENALIZED`."""
         x = torch.as_tensor(task.x_train)
         target, mask = self.targets(task, task.y_train)
         if self.method in ("mas", "ewc"):
@@ -266,14 +268,12 @@ class ContinualMLP:
             else:
                 found = ewc_fisher(_Masked(self.model, mask[0], float("-inf")), x, target)
             return {k.removeprefix("model."): v for k, v in found.items()}
-        if self.method == "mas_hebbian":
-            self.tags = {k: torch.zeros_like(v) for k, v in self.tags.items()}
-            for start in range(0, len(x), 256):
-                chunk = x[start : start + 256]
-                self._tag_step(chunk, len(chunk) / len(x))  # the mean over the task
-            return {k: self.tags[k[: -len(".weight")]] if k.endswith(".weight") else torch.zeros_like(v)
-                    for k, v in self.model.named_parameters()}
-        return {k: torch.zeros_like(v) for k, v in self.model.named_parameters()}
+        self.tags = {k: torch.zeros_like(v) for k, v in self.tags.items()}  # mas_hebbian
+        for start in range(0, len(x), 256):
+            chunk = x[start : start + 256]
+            self._tag_step(chunk, len(chunk) / len(x))  # the mean over the task
+        return {k: self.tags[k[: -len(".weight")]] if k.endswith(".weight") else torch.zeros_like(v)
+                for k, v in self.model.named_parameters()}
 
     # --- training ------------------------------------------------------------------------
     def learn(self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, seed: int = 0) -> None:
@@ -281,7 +281,7 @@ class ContinualMLP:
         cfg = self.cfg
         opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         g = torch.Generator().manual_seed(cfg.seed * 1000 + seed)
-        penalized = self.method in ("mas", "mas_hebbian", "ewc")
+        penalized = self.method in PENALIZED
         for _ in range(cfg.epochs):
             order = torch.randperm(len(x), generator=g)
             for start in range(0, len(x), cfg.batch):
@@ -291,14 +291,15 @@ class ContinualMLP:
                     loss = loss + 0.5 * cfg.lam * sum(
                         (self.omega[k] * (p - self.star[k]) ** 2).sum() for k, p in self.model.named_parameters()
                     )
-                before = {k: p.detach().clone() for k, p in self.model.named_parameters()}
+                if self.method == "gated":
+                    before = {name: layer.weight.detach().clone() for name, layer in self.layers.items()}
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 if self.method == "gated":
                     with torch.no_grad():  # dw -> dw * (1 - t), the consolidated importance of earlier tasks
                         for name, layer in self.layers.items():
-                            w0 = before[f"{name}.weight"]
+                            w0 = before[name]
                             layer.weight.copy_(w0 + (layer.weight - w0) * (1.0 - self.gate[name]))
                     self._tag_step(x[idx], cfg.gamma)  # dd: this task's importance, on-line
 
@@ -306,7 +307,7 @@ class ContinualMLP:
         """Train on ``task``, then consolidate: add its importance and move the anchor."""
         target, mask = self.targets(task, task.y_train)
         self.learn(torch.as_tensor(task.x_train), target, mask, seed)
-        if self.method in ("mas", "mas_hebbian", "ewc"):
+        if self.method in PENALIZED:
             new = self._importance(task)
             self.omega = {k: self.omega[k] + new[k] for k in self.omega}
             self.star = {k: v.detach().clone() for k, v in self.model.named_parameters()}
