@@ -9,9 +9,15 @@ Mapping (each checked against the torch engine in tests/test_lava_export.py):
   voltage is ours divided by ``dv``: the threshold becomes ``v_th / dv`` and
   the leak potential the bias ``v_leak``; weights are unchanged;
 * :class:`~neuro.IAF` -> Lava ``LIF`` with ``du = 1`` (no current memory), ``dv = 0``;
+* a LIF whose current saturates (``i_min`` / ``i_max``) -> :class:`~export.lava_procs.BoundedLIF`
+  (floating point);
 * a static projection -> ``Dense``; a plastic one -> ``LearningDense`` with the
   rule lowered by :mod:`export.loihi_rules`, fed the post population's spikes
-  as back-propagating action potentials.
+  as back-propagating action potentials;
+* a projection tied to a plastic one (:class:`~neuro.graph.Tie`) -> ``Dense``
+  whose weights the host rewrites after every learning epoch of the source
+  (Lava, like Loihi 2, has no weight sharing between synapse groups), so the
+  run is split into epochs.
 
 Both sides deliver a spike one step after it is emitted and learn after the
 spiking phase, so with ``Loihi2SimCfg(select_tag="floating_pt")`` spikes are
@@ -96,6 +102,15 @@ def _lif_params(name: str, pop, dt: float) -> Dict[str, float]:
     if isinstance(m, IAF):
         return dict(du=1.0, dv=0.0, vth=m.v_th, bias_mant=0.0, u=0.0, v=0.0, v_scale=1.0)
     raise LavaExportError(f"population {name!r}: no Lava process for {type(m).__name__}")
+
+
+def _current_bounds(name: str, pop) -> Optional[tuple]:
+    """``(u_min, u_max)`` of a LIF population whose current saturates (Lava's ``u`` is the engine's
+    current before its decay, where the engine applies the bounds), else ``None``."""
+    m = pop.model
+    if not (isinstance(m, LIF) and m.bounded):
+        return None
+    return (m.i_min, m.i_max)
 
 
 def _post_factor_specs(network: Network, post: str, lowered: Mapping[str, LoihiRule]) -> Dict[str, tuple]:
@@ -184,7 +199,7 @@ def run_lava(
 
     from lava.proc.lif.process import LIF as LavaLIF
 
-    from export.lava_procs import FactorLIF
+    from export.lava_procs import BoundedLIF, FactorLIF
 
     dt = network.dt
     start = _start_state(network, initial)
@@ -208,7 +223,15 @@ def run_lava(
             if f"neurons/{name}/i" in start:  # LIF; an IAF keeps no current
                 params["u"] = start[f"neurons/{name}/i"] / (1.0 - params["du"])
         specs = _post_factor_specs(network, name, lowered)
-        if specs:
+        bounds = _current_bounds(name, pop)
+        if bounds is not None:
+            if specs:
+                raise LavaExportError(
+                    f"population {name!r}: a bounded current (i_min/i_max) and post factors for learning are not "
+                    "combined in one Lava process yet"
+                )
+            procs[name] = BoundedLIF(shape=(pop.n,), name=name, u_min=bounds[0], u_max=bounds[1], **params)
+        elif specs:
             uses_tf = any(spec == ("driven", "third_factor") for spec in specs.values())
             procs[name] = FactorLIF(
                 shape=(pop.n,), traces=specs, v_scale=scale[name], third_factor=uses_tf, name=name, **params
@@ -281,8 +304,17 @@ def run_lava(
 
     anchor = next(iter(procs.values()))
     out = Recording()
+    cfg = Loihi2SimCfg(select_tag=select_tag)
+    live = [p for p in network.projections.values() if p.tie is not None and p.tie.source in lowered]
+    chunk = math.gcd(*(network.projections[p.tie.source].rule.t_epoch for p in live)) if live else steps
     try:
-        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag=select_tag))
+        done = 0
+        while done < steps:
+            n = min(chunk, steps - done)
+            anchor.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
+            done += n
+            for p in live:  # the source learned at the end of this chunk: rewrite its copy
+                conns[p.name].weights.set(p.tie.apply(np.asarray(conns[p.tie.source].weights.get(), dtype=np.float64)))
         for m, (mon, pname, var, factor) in probes.items():
             data = np.asarray(mon.get_data()[pname][var], dtype=np.float64) * factor
             out.data[m] = torch.as_tensor(data)[:, None]

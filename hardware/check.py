@@ -13,9 +13,11 @@ not fit or cannot run on the target:
   ``(-inf, 0]`` or unbounded, ``t_epoch`` / ``u_exponent`` / trace time
   constants out of range, negative trace impulses;
 * neurons: what Lava's ``LIF`` cannot express (``v_reset != 0``, an adaptive
-  threshold, decays faster than one step, a non-positive threshold);
+  threshold, a saturating current, decays faster than one step, a non-positive threshold);
 * replicas: plastic weights shared by several replicas (their updates are summed
-  like a mini-batch; copies on chips learn on their own).
+  like a mini-batch; copies on chips learn on their own);
+* ties: weights that must follow a plastic projection's (:class:`~neuro.graph.Tie`, e.g.
+  predictive coding's ``W^T`` feedback): no synapse group can read another's weights.
 
 Constant sub-expressions (numbers and :class:`~neuro.Param` s) are folded first:
 ``exp(-dt / tau)`` as a coefficient is fine, it is computed before upload.
@@ -96,6 +98,12 @@ def neuron_problems(name: str, model, target: Target) -> List[str]:
                 + (", v_leak - v_reset" if isinstance(model, LIF) else "")
                 + "), unless a rule reads v through a driven trace"
             )
+        if isinstance(model, LIF) and model.bounded:
+            problems.append(
+                f"{where}: its current saturates at [{model.i_min:g}, {model.i_max:g}] (i_min/i_max); Lava's LIF, "
+                "like Loihi 2's standard neuron program, bounds the current only by its 24-bit range, so this needs "
+                "a custom (microcode) neuron program on chip (export.lava simulates it with BoundedLIF, floating point)"
+            )
         if isinstance(model, LIF) and model.theta_plus > 0:
             problems.append(
                 f"{where}: adaptive threshold (theta_plus = {model.theta_plus:g}) has no counterpart in Lava's "
@@ -105,6 +113,25 @@ def neuron_problems(name: str, model, target: Target) -> List[str]:
     else:
         problems.append(f"{where}: neuron model {type(model).__name__} has no Lava LIF mapping")
     return problems
+
+
+def tie_problems(net: Network, name: str, target: Target) -> List[str]:
+    """Why a projection tied to a plastic one cannot stay tied on ``target`` (empty if it can)."""
+    proj = net.projections[name]
+    if proj.tie is None or target.rule_ops is None:
+        return []
+    src = net.projections[proj.tie.source]
+    if src.rule is None:
+        return []  # a copy of static weights is uploaded once
+    how = ("the transpose of " if proj.tie.transpose else "") + (
+        "" if proj.tie.scale == 1 else f"{proj.tie.scale:g} x ") + repr(src.name)
+    return [
+        f"projection {name!r}: its weights must stay {how}, which learns (rule {src.rule.name!r}); a Loihi 2 "
+        f"synapse group cannot read another group's weights, so this copy goes stale after the first learning "
+        f"epoch unless the host rewrites its {proj.weights.shape[-1] * proj.weights.shape[-2]:,} weights every "
+        f"{src.rule.t_epoch} steps (weight transport, which export.lava does in simulation). On chip, learn the "
+        f"copy with its own local rule or keep it fixed (feedback alignment)"
+    ]
 
 
 # --- the report ----------------------------------------------------------------------------------------
@@ -327,6 +354,7 @@ def check(
             upd = n_pre * n_post * learning_update_probability(proj.rule, p_spike[proj.pre], p_spike[proj.post])
             upd /= proj.rule.t_epoch
         else:
+            reasons.extend(tie_problems(net, proj.name, target))
             if proj.name in quantized:
                 bits = quantized[proj.name].num_weight_bits
                 detail = f"w {bits} (static, {quantized[proj.name].sign_mode.name.lower()})"
@@ -416,4 +444,4 @@ def check(
     )
 
 
-__all__ = ["check", "FitReport", "rule_problems", "neuron_problems"]
+__all__ = ["check", "FitReport", "rule_problems", "neuron_problems", "tie_problems"]

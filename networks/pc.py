@@ -82,19 +82,26 @@ class PCConfig:
             raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
 
 
-def pc_rule(eta: float = 0.05, tau: float = 20e-3) -> LearningRule:
-    """``dw = eta * u * y2 * x1``: the post error (``y2``, driven by the third factor) times the
-    pre value unit's activity (``x1``; in spikes, a trace of time constant ``tau`` seconds)."""
-    return LearningRule(dw=Param("eta") * u * y2 * x1,
-                        traces={"x1": Trace(1.0, tau), "y2": Trace(driven_by="third_factor")},
-                        params={"eta": eta}, name="pc_error_hebbian")
+def pc_rule(eta: float = 0.05, tau: float = 20e-3, u_exponent: int = 0) -> LearningRule:
+    """``dw = -eta * u * y2 * x1``: the post error (``y2``, driven by the error unit's input current ``i``)
+    times the pre value unit's activity (``x1``; in spikes, a trace of time constant ``tau`` seconds).
+
+    The synapses onto an error unit carry the negated prediction (``e = x - W f(x_pre)``), so
+    ``dW = eta e f(x_pre)^T`` is ``-eta * y2 * x1`` on them. In rate semantics ``i`` is the
+    unit's summed input, which for an error unit is the error itself. A spiking network learns
+    once per presented sample of ``2**u_exponent`` steps (``u`` is 1 every ``2**u_exponent`` steps;
+    the traces still follow every step).
+    """
+    return LearningRule(dw=-Param("eta") * u * y2 * x1,
+                        traces={"x1": Trace(1.0, tau), "y2": Trace(driven_by="i")},
+                        params={"eta": eta}, u_exponent=u_exponent, name="pc_error_hebbian")
 
 
 def build(n_inputs: int, n_outputs: int, cfg: PCConfig = PCConfig()) -> Network:
     """The graph: ``x0`` (input), ``bias``, value layers ``x1..xL`` and error layers ``e1..eL``.
 
     Plastic predictions ``W<l>`` (``x<l-1> -> e<l>``) and ``B<l>`` (``bias -> e<l>``);
-    static ``x<l>_to_e<l>`` (+1), ``e<l>_to_x<l>`` (-1) and ``e<l>_to_x<l-1>`` (``W<l>^T``).
+    static ``x<l>_to_e<l>`` (+1), ``e<l>_to_x<l>`` (-1) and ``e<l>_to_x<l-1>`` tied to ``W<l>^T``.
     """
     widths = [n_inputs, *cfg.hidden, n_outputs]
     rng = np.random.default_rng(cfg.seed)
@@ -112,8 +119,8 @@ def build(n_inputs: int, n_outputs: int, cfg: PCConfig = PCConfig()) -> Network:
         net.connect("bias", f"e{l}", np.zeros((n, 1)), rule=rule, name=f"B{l}")
         net.connect(f"x{l}", f"e{l}", np.eye(n), name=f"x{l}_to_e{l}")
         net.connect(f"e{l}", f"x{l}", -np.eye(n), name=f"e{l}_to_x{l}")
-        if l > 1:
-            net.connect(f"e{l}", f"x{l - 1}", w.T, name=f"e{l}_to_x{l - 1}")
+        if l > 1:  # x_{l-1} receives W^T e_l: the transpose of the (negated) stored predictions
+            net.tied(f"e{l}", f"x{l - 1}", f"W{l}", transpose=True, scale=-1.0, name=f"e{l}_to_x{l - 1}")
     return net
 
 
@@ -121,9 +128,9 @@ class PCNetwork:
     """Runs a :func:`build` graph with rate dynamics: inference, prediction and local learning.
 
     The plastic projections (and their rule) come from the graph; the value/error equations are
-    those the static projections describe, with the feedback from the layer above always the
-    transpose of the current predictions (the graph's ``e<l>_to_x<l-1>`` holds them as built;
-    :meth:`feedback_weights` gives their current value for an exporter).
+    those the static and tied projections describe (the feedback from the layer above is the
+    transpose of the current predictions). :meth:`current_network` is the graph with the learned
+    weights, e.g. to save or check it.
     Shapes: a batch ``B`` along the leading dimension; values and errors ``(B, n_l)``.
     """
 
@@ -194,16 +201,23 @@ class PCNetwork:
         batch = len(values[0])
         ones = torch.ones(batch, 1, dtype=self.dtype)
         for l in range(1, self.L + 1):
-            # The graph's error receives -mu, so its weights learn -dW: the error enters negated.
-            signals = {"third_factor": -errors[l - 1]}
+            signals = {"i": errors[l - 1]}  # an error unit's summed input is its error
             for name, pre in ((f"W{l}", self._activity(l - 1, values[l - 1])), (f"B{l}", ones)):
                 ctx = RateContext(self.rules[name], pre, errors[l - 1], signals, self.syn[name], self.params[name])
                 self.rules[name].apply(ctx, self.syn[name], batch, scale=1.0 / batch)
         return energies
 
-    def feedback_weights(self) -> Dict[str, np.ndarray]:
-        """The error -> value feedback the graph needs now (``W^T``), by projection name."""
-        return {f"e{l}_to_x{l - 1}": self.W(l).T.numpy().copy() for l in range(2, self.L + 1)}
+    def current_network(self) -> Network:
+        """A copy of the graph with the learned weights (tied projections follow them)."""
+        weights: Dict[str, np.ndarray] = {}
+        for name, proj in self.network.projections.items():
+            if name in self.syn:
+                weights[name] = self.syn[name]["w"][0].double().numpy().copy()
+            elif proj.tie is not None:
+                weights[name] = proj.tie.apply(weights[proj.tie.source])
+            else:
+                weights[name] = proj.weights
+        return Network.from_data(self.network.to_data(), weights)
 
 
 def train(pc: PCNetwork, x: np.ndarray, labels: np.ndarray, n_classes: int, seed: int = 0, generative: bool = False) -> float:

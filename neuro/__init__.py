@@ -11,7 +11,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     import norse.torch  # noqa: F401
 
-from neuro.encoders import LatencyEncoder, PoissonEncoder
+from neuro.encoders import LatencyEncoder, PoissonEncoder, RegularEncoder
 from neuro.engine import Recording, Simulator
 from neuro.expr import (
     Const,
@@ -43,7 +43,7 @@ from neuro.expr import (
     y2,
     y3,
 )
-from neuro.graph import InputPopulation, Network, Population, Projection
+from neuro.graph import InputPopulation, Network, Population, Projection, Tie
 from neuro.neurons import IAF, LIF
 from neuro.rule import LearningRule, Term, Trace, expand_terms
 from neuro.io import ModelFileError, describe, load, save

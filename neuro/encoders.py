@@ -59,8 +59,40 @@ class LatencyEncoder:
         return ((fire_at == k) & (values > self.threshold)).to(values.dtype)
 
 
-Encoder = Union[PoissonEncoder, LatencyEncoder]
-ENCODERS = {"PoissonEncoder": PoissonEncoder, "LatencyEncoder": LatencyEncoder}
+@dataclass(frozen=True)
+class RegularEncoder:
+    """Evenly spaced spikes at ``value * max_rate`` Hz, without randomness: rate coding with
+    far less noise than Poisson spikes (only the rounding of a rate to whole spikes).
+
+    Input ``j`` fires at step ``k`` of a presentation where
+    ``floor((k + 1) p + phi_j) > floor(k p + phi_j)``, ``p = value * max_rate * dt``: ``n p``
+    spikes in ``n`` steps, rounded. The phases ``phi_j = frac(j * 0.618...)`` (golden ratio) spread
+    the inputs' spikes over time so that inputs of equal value do not fire in lock-step.
+
+    Parameters:
+        max_rate: firing rate in Hz of an input with value 1 (at most one spike per step).
+    """
+
+    max_rate: float = 100.0
+
+    def __post_init__(self) -> None:
+        if not self.max_rate > 0:
+            raise ValueError(f"max_rate must be positive (Hz), got {self.max_rate!r}")
+
+    def step(
+        self, values: torch.Tensor, step_in_presentation: int, dt: float, generator: torch.Generator
+    ) -> torch.Tensor:
+        if self.max_rate * dt > 1:
+            raise ValueError(f"max_rate {self.max_rate} Hz exceeds one spike per step of {dt} s")
+        p = values.clamp(0, 1) * (self.max_rate * dt)
+        index = torch.arange(values.shape[-1], device=values.device, dtype=torch.float64)
+        phase = torch.frac(index * 0.6180339887498949).to(values.dtype)
+        k = step_in_presentation
+        return (torch.floor((k + 1) * p + phase) > torch.floor(k * p + phase)).to(values.dtype)
+
+
+Encoder = Union[PoissonEncoder, LatencyEncoder, RegularEncoder]
+ENCODERS = {"PoissonEncoder": PoissonEncoder, "LatencyEncoder": LatencyEncoder, "RegularEncoder": RegularEncoder}
 
 
 def encoder_to_data(encoder: Optional[Encoder]) -> Optional[Dict[str, Any]]:

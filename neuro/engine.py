@@ -9,7 +9,8 @@ copies (seeds, samples, hyper-parameters) run at once. One step (numbered from
 3. propagate the new spikes through each projection into its buffer (so they
    act at the next step), using the weights before this step's learning;
 4. record spikes into each plastic projection and, when the step closes a
-   learning epoch (``step % t_epoch == 0``), apply the rule.
+   learning epoch (``step % t_epoch == 0``), apply the rule; then projections
+   tied to one that learned (:class:`~neuro.graph.Tie`) take its new weights.
 
 This is the order of Lava's ``Dense``/``LearningDense`` spiking and learning
 phases, which the Lava exporter relies on.
@@ -141,6 +142,7 @@ class Simulator:
         self.plastic: Dict[str, Dict[str, torch.Tensor]] = {}
         for proj in network.projections.values():
             self._init_projection(proj)
+        self._tied = [p for p in network.projections.values() if p.tie is not None]
         self.reset()
 
     # --- set-up ------------------------------------------------------------------------------------
@@ -213,6 +215,10 @@ class Simulator:
         return w[0] if self.network.projections[projection].shared else w
 
     def set_weights(self, projection: str, weights: TensorLike) -> None:
+        """Replace a projection's weights (and those of projections tied to it)."""
+        tie = self.network.projections[projection].tie
+        if tie is not None:
+            raise ValueError(f"set_weights {projection!r}: its weights are tied to {tie.source!r}; set those instead")
         w = torch.as_tensor(weights, dtype=self.dtype, device=self.device)
         old = self.syn[projection]["w"]
         w = w[None] if w.dim() == 2 else w
@@ -221,6 +227,14 @@ class Simulator:
         if not torch.isfinite(w).all():
             raise ValueError(f"set_weights {projection!r}: weights contain NaN or infinite values")
         self.syn[projection]["w"] = w.clone()
+        self._refresh_ties({projection})
+
+    def _refresh_ties(self, sources) -> None:
+        for proj in self._tied:
+            if proj.tie.source in sources:
+                w = self.syn[proj.tie.source]["w"]
+                w = w.transpose(-1, -2) if proj.tie.transpose else w
+                self.syn[proj.name]["w"] = (w * proj.tie.scale).contiguous()
 
     # --- stepping ----------------------------------------------------------------------------------
     def _as_state(self, x: TensorLike, n: int, what: str) -> torch.Tensor:
@@ -272,6 +286,7 @@ class Simulator:
                     self.buffers[proj.name] = s @ w[0].T
                 else:
                     self.buffers[proj.name] = torch.bmm(w, s.unsqueeze(-1)).squeeze(-1)
+            learned = set()
             for name, rule in (self.rules.items() if self.learning else ()):
                 proj = net.projections[name]
                 t_epoch = rule.rule.t_epoch
@@ -283,6 +298,9 @@ class Simulator:
                 rule.record(self.plastic[name], self.spikes[proj.pre], self.spikes[proj.post], within, signals)
                 if self.time_step % t_epoch == 0:
                     rule.learn(self.plastic[name], self.syn[name], self.params[name], self.time_step)
+                    learned.add(name)
+            if learned and self._tied:
+                self._refresh_ties(learned)
         return self.spikes
 
     def run(

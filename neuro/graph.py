@@ -49,6 +49,40 @@ class InputPopulation:
         return {"kind": "input", "name": self.name, "n": self.n, "encoder": encoder_to_data(self.encoder)}
 
 
+@dataclass(frozen=True)
+class Tie:
+    """Weights that follow another projection's: ``scale * source.w`` (transposed if ``transpose``).
+
+    A back-end keeps the tie after every learning epoch of ``source`` (the torch
+    engine copies the weights; on Loihi 2 no synapse group can share another's
+    weights, so the host must rewrite them, which ``hardware.check`` reports).
+    Predictive coding's error feedback ``W^T`` is a tie.
+    """
+
+    source: str
+    transpose: bool = True
+    scale: float = 1.0
+
+    def apply(self, w: np.ndarray) -> np.ndarray:
+        """The tied weights for source weights ``w`` ``(..., post, pre)``."""
+        w = np.swapaxes(w, -1, -2) if self.transpose else w
+        return self.scale * w
+
+    def to_data(self) -> Dict[str, Any]:
+        return {"source": self.source, "transpose": self.transpose, "scale": self.scale}
+
+    @staticmethod
+    def from_data(data: Any) -> "Tie":
+        if not isinstance(data, dict) or set(data) != {"source", "transpose", "scale"}:
+            raise ValueError(f"a tie must be a mapping with keys source, transpose, scale, got {data!r:.200}")
+        if not isinstance(data["source"], str) or not isinstance(data["transpose"], bool):
+            raise ValueError(f"a tie needs a projection name and a boolean transpose, got {data!r:.200}")
+        scale = float(data["scale"])
+        if not np.isfinite(scale):
+            raise ValueError(f"a tie's scale must be finite, got {scale!r}")
+        return Tie(data["source"], data["transpose"], scale)
+
+
 @dataclass
 class Projection:
     """Dense synapses from ``pre`` to ``post``.
@@ -56,7 +90,8 @@ class Projection:
     ``weights`` has shape ``(post.n, pre.n)`` (one matrix shared by all
     replicas: with a rule, the replicas' updates are summed into it, like a
     mini-batch) or ``(R, post.n, pre.n)`` (one matrix per replica, each learning
-    on its own). ``rule`` is ``None`` for static synapses.
+    on its own). ``rule`` is ``None`` for static synapses; ``tie`` is set for
+    weights that follow another projection's (:class:`Tie`).
     """
 
     name: str
@@ -64,18 +99,22 @@ class Projection:
     post: str
     weights: np.ndarray
     rule: Optional[LearningRule] = None
+    tie: Optional[Tie] = None
 
     @property
     def shared(self) -> bool:
         return self.weights.ndim == 2
 
     def to_data(self) -> Dict[str, Any]:
-        return {
+        data = {
             "name": self.name,
             "pre": self.pre,
             "post": self.post,
             "rule": None if self.rule is None else self.rule.to_data(),
         }
+        if self.tie is not None:
+            data["tie"] = self.tie.to_data()
+        return data
 
 
 class Network:
@@ -116,8 +155,12 @@ class Network:
         weights: Union[float, np.ndarray],
         rule: Optional[LearningRule] = None,
         name: Optional[str] = None,
+        tie: Optional[Tie] = None,
     ) -> Projection:
-        """Add dense synapses; ``weights`` is a number, ``(post, pre)`` or ``(R, post, pre)``."""
+        """Add dense synapses; ``weights`` is a number, ``(post, pre)`` or ``(R, post, pre)``.
+
+        With ``tie`` the weights must equal the tie applied to the source's (see :meth:`tied`).
+        """
         pre_name = pre if isinstance(pre, str) else pre.name
         post_name = post if isinstance(post, str) else post.name
         for role, n in (("pre", pre_name), ("post", post_name)):
@@ -142,9 +185,44 @@ class Network:
             )
         if not np.all(np.isfinite(w)):
             raise ValueError(f"connect {name!r}: weights contain NaN or infinite values")
-        proj = Projection(name, pre_name, post_name, w.copy(), rule)
+        if tie is not None:
+            self._check_tie(name, w, rule, tie)
+        proj = Projection(name, pre_name, post_name, w.copy(), rule, tie)
         self.projections[name] = proj
         return proj
+
+    def tied(
+        self,
+        pre: Union[str, Population, InputPopulation],
+        post: Union[str, Population],
+        source: str,
+        transpose: bool = True,
+        scale: float = 1.0,
+        name: Optional[str] = None,
+    ) -> Projection:
+        """Add synapses whose weights follow projection ``source``'s: ``scale * W_source`` (``^T`` if
+        ``transpose``), also while ``source`` learns. E.g. feedback ``W^T`` in predictive coding."""
+        if source not in self.projections:
+            raise ValueError(f"tied: unknown source projection {source!r}; have {sorted(self.projections)}")
+        tie = Tie(source, bool(transpose), float(scale))
+        return self.connect(pre, post, tie.apply(self.projections[source].weights), name=name, tie=tie)
+
+    def _check_tie(self, name: str, w: np.ndarray, rule: Optional[LearningRule], tie: Tie) -> None:
+        src = self.projections.get(tie.source)
+        if src is None:
+            raise ValueError(f"projection {name!r} is tied to unknown projection {tie.source!r} (define it first)")
+        if src.tie is not None:
+            raise ValueError(f"projection {name!r} is tied to {tie.source!r}, which is itself tied; tie to its source")
+        if rule is not None:
+            raise ValueError(f"projection {name!r} is tied to {tie.source!r}; tied weights cannot have a rule")
+        expected = tie.apply(src.weights)
+        if expected.shape != w.shape:
+            raise ValueError(
+                f"projection {name!r}: tied to {tie.source!r} ({'transposed, ' if tie.transpose else ''}"
+                f"shape {expected.shape}) but its weights have shape {w.shape}"
+            )
+        if not np.allclose(w, expected, rtol=1e-12, atol=0.0):
+            raise ValueError(f"projection {name!r}: weights differ from the tie to {tie.source!r} applied to its weights")
 
     def incoming(self, post: str) -> List[Projection]:
         return [p for p in self.projections.values() if p.post == post]
@@ -176,12 +254,14 @@ class Network:
             if p["name"] not in weights:
                 raise ValueError(f"no weights stored for projection {p['name']!r}")
             rule = None if p["rule"] is None else LearningRule.from_data(p["rule"])
-            net.connect(p["pre"], p["post"], weights[p["name"]], rule, p["name"])
+            tie = None if p.get("tie") is None else Tie.from_data(p["tie"])
+            net.connect(p["pre"], p["post"], weights[p["name"]], rule, p["name"], tie)
         return net
 
     def __repr__(self) -> str:
         pops = ", ".join(f"{p.name}[{p.n}]" for p in self.populations.values())
         projs = ", ".join(
-            f"{p.pre}->{p.post}" + (f" ({p.rule.name})" if p.rule else "") for p in self.projections.values()
+            f"{p.pre}->{p.post}" + (f" ({p.rule.name})" if p.rule else "") + (f" (tied to {p.tie.source})" if p.tie else "")
+            for p in self.projections.values()
         )
         return f"Network({self.name!r}, dt={self.dt} s; {pops}; {projs})"

@@ -653,7 +653,10 @@ def describe(path: PathLike) -> str:
             f"  {proj.name}: {proj.pre} -> {proj.post}, weights {shape} ({kind}), "
             f"now min {w.min():.4g} / mean {w.mean():.4g} / max {w.max():.4g}"
         )
-        if proj.rule is None:
+        if proj.tie is not None:
+            t = proj.tie
+            lines.append(f"    tied: {t.scale:g} x {proj.tie.source}" + ("^T" if t.transpose else ""))
+        elif proj.rule is None:
             lines.append("    static")
         else:
             lines.extend("    " + line for line in str(proj.rule).splitlines())

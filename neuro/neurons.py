@@ -27,6 +27,9 @@ class LIF:
     ``i *= 1 - dt/tau_syn``; spike where ``v > v_th + theta``; then ``v = v_reset``.
     With ``theta_plus > 0`` the threshold adapts (homeostasis, Diehl & Cook 2015):
     ``theta`` jumps by ``theta_plus`` on each spike and decays with ``tau_theta``.
+    With finite ``i_min`` / ``i_max`` the current saturates there once the input is
+    added, before ``v`` integrates it (a bounded integrator, e.g. a predictive-coding value unit whose value lives in
+    ``[0, 1]``; Loihi's fixed-point current saturates too, at its 24-bit range).
 
     Parameters:
         tau_mem: membrane time constant (s).
@@ -34,6 +37,7 @@ class LIF:
         v_th, v_reset, v_leak: threshold, reset and rest potential (dimensionless).
         theta_plus: threshold increment per spike (dimensionless).
         tau_theta: decay time constant of the threshold adaptation (s; inf: none).
+        i_min, i_max: bounds of the synaptic current (dimensionless; -inf / inf: none).
     """
 
     tau_mem: float = 10e-3
@@ -43,15 +47,23 @@ class LIF:
     v_leak: float = 0.0
     theta_plus: float = 0.0
     tau_theta: float = math.inf
+    i_min: float = -math.inf
+    i_max: float = math.inf
 
     def __post_init__(self) -> None:
-        _check_positive("tau_mem", self.tau_mem)
+        if not self.i_min < self.i_max:
+            raise ValueError(f"i_min must be below i_max, got [{self.i_min}, {self.i_max}]")
         _check_positive("tau_syn", self.tau_syn)
         _check_positive("tau_theta", self.tau_theta, allow_inf=True)
         if self.theta_plus < 0:
             raise ValueError(f"theta_plus must be >= 0, got {self.theta_plus}")
 
     state_names: ClassVar[Tuple[str, ...]] = ("v", "i", "theta")
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the current saturates (``i_min`` or ``i_max`` finite)."""
+        return not (math.isinf(self.i_min) and math.isinf(self.i_max))
 
     def initial_state(self, shape: Tuple[int, ...], like: torch.Tensor) -> Dict[str, torch.Tensor]:
         return {
@@ -71,6 +83,12 @@ class LIF:
             v_th=self.v_th + state["theta"],
             v_reset=c(self.v_reset),
         )
+        if self.bounded:
+            # Norse adds the input to the current, integrates v with the sum, then decays it; the
+            # bound applies to the sum, so the input is cut to what keeps the sum inside.
+            lo = None if math.isinf(self.i_min) else self.i_min
+            hi = None if math.isinf(self.i_max) else self.i_max
+            current = (state["i"] + current).clamp(lo, hi) - state["i"]
         z, new = lif_feed_forward_step(current, LIFFeedForwardState(state["v"], state["i"]), p, dt)
         state["v"], state["i"] = new.v, new.i
         if self.theta_plus > 0:
@@ -108,7 +126,7 @@ MODELS = {"LIF": LIF, "IAF": IAF}
 
 def model_to_data(model: NeuronModel) -> Dict[str, Any]:
     data = asdict(model)
-    return {"type": type(model).__name__, **{k: (None if v == math.inf else v) for k, v in data.items()}}
+    return {"type": type(model).__name__, **{k: (None if math.isinf(v) else v) for k, v in data.items()}}
 
 
 def model_from_data(data: Dict[str, Any]) -> NeuronModel:
@@ -116,7 +134,9 @@ def model_from_data(data: Dict[str, Any]) -> NeuronModel:
     if kind not in MODELS:
         raise ValueError(f"unknown neuron model {kind!r}; known: {', '.join(MODELS)}")
     cls = MODELS[kind]
-    fields = {k: (math.inf if v is None else float(v)) for k, v in data.items() if k != "type"}
+    # inf is stored as None (JSON has no infinity); i_min is the one bound that is -inf by default.
+    fields = {k: ((-math.inf if k == "i_min" else math.inf) if v is None else float(v))
+              for k, v in data.items() if k != "type"}
     allowed = set(cls.__dataclass_fields__)
     extra = set(fields) - allowed
     if extra:

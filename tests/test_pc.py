@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from neuro.datasets import load_digits
+from neuro import Tie
 from networks.pc import PCConfig, PCNetwork, accuracy, backprop_mlp, build, pc_rule, train
 
 
@@ -16,9 +17,10 @@ def test_graph_has_error_populations_and_the_rule_is_local():
     assert net.projections["W2"].pre == "x1" and net.projections["W2"].post == "e2"
     # Feedback from the layer above carries the transposed predictions.
     np.testing.assert_array_equal(net.projections["e2_to_x1"].weights, -net.projections["W2"].weights.T)
+    assert net.projections["e2_to_x1"].tie == Tie("W2", transpose=True, scale=-1.0)
     from hardware.loihi_rules import to_loihi_strings
 
-    assert to_loihi_strings(pc_rule(eta=2.0**-4)) == {"dw": "2^-4 * u0 * y2 * x1"}
+    assert to_loihi_strings(pc_rule(eta=2.0**-4)) == {"dw": "-2^-4 * u0 * y2 * x1"}
     with pytest.raises(ValueError, match="unknown activation"):
         PCConfig(activation="sigmoid")
     with pytest.raises(ValueError, match="nudge"):
@@ -55,9 +57,11 @@ def test_one_inference_step_learning_equals_backprop_on_the_output_layer():
     pc.learn(x, target)
     torch.testing.assert_close(pc.W(2), expected_w.detach())
     torch.testing.assert_close(pc.b(2), expected_b.detach())
-    # What an exporter must load into the feedback projection after learning.
-    np.testing.assert_array_equal(pc.feedback_weights()["e2_to_x1"], pc.W(2).T.numpy())
-    assert not np.allclose(pc.feedback_weights()["e2_to_x1"], net.projections["e2_to_x1"].weights)
+    # The learned graph's feedback follows the learned predictions (a tie).
+    now = pc.current_network()
+    np.testing.assert_allclose(now.projections["e2_to_x1"].weights, pc.W(2).T.numpy(), rtol=1e-15)
+    assert not np.allclose(now.projections["e2_to_x1"].weights, net.projections["e2_to_x1"].weights)
+    np.testing.assert_array_equal(now.projections["W2"].weights, -pc.W(2).numpy())
 
 
 def test_pc_learns_digits_close_to_backprop():

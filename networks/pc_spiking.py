@@ -1,0 +1,236 @@
+"""Spiking predictive coding: value and error units that talk in spikes, signed errors in pairs.
+
+The rate network of :mod:`networks.pc` made of spiking neurons (``dt`` steps, the torch engine):
+
+* value units ``x<l>`` (hidden layers): LIF neurons whose synaptic current ``i`` *is* the value
+  (a near-perfect integrator, ``tau_value``) and whose spike rate is its activity
+  ``f(x) = clip(x, 0, 1)`` spikes per step (a slow membrane with threshold ``dt / tau_mem``);
+* error units in pairs ``e<l>p`` / ``e<l>n``: the same input with opposite signs,
+  ``+-(f(x_l) - W_l f(x_{l-1}) - b_l)`` per step, so their currents are ``+-e_l`` (times
+  ``tau_error / dt``) and their spikes the two halves ``[e]+`` and ``[-e]+`` at ``error_gain``
+  spikes per step per unit error: a signed error carried by non-negative spikes;
+* inference: each error spike moves the values by ``feedback``: ``e<l>n -> x<l>`` (+),
+  ``e<l>p -> x<l>`` (-), and from the layer above ``W^T`` through projections *tied* to the
+  predictions (:class:`neuro.Tie`), so the values descend the energy
+  ``1/2 sum ||e_l||^2``;
+* learning: :func:`networks.pc.pc_rule` (``-eta * u * y2 * x1``) on both copies of each prediction,
+  ``y2`` the error unit's current (its graded error), ``x1`` the pre value unit's spike trace,
+  applied once per presented sample (``t_epoch`` = the presentation). The two copies receive
+  opposite errors and opposite weights, so they learn the same ``dW`` and stay exact negatives.
+
+Supervised use: the image drives ``x0`` (rate-coded spikes), the label drives the top value ``y``
+(an input population: clamped), and the prediction of a test image is read with the label silent
+and the top error's feedback cut (the top is free, as in the rate network): the class whose
+``e<L>n`` minus ``e<L>p`` spike count (``[mu]+`` minus ``[-mu]+``) is largest.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from neuro import LIF, Network, RegularEncoder, Simulator
+from networks.pc import pc_rule
+
+
+@dataclass(frozen=True)
+class SpikingPCConfig:
+    """A spiking predictive-coding MLP and its training.
+
+    Attributes:
+        hidden: widths of the hidden value layers.
+        steps: simulation steps a training sample is shown, label clamped: a power of two, as the
+            rule is applied at the last one only (``u_exponent = log2(steps)``, Loihi's ``u<k>``).
+        test_steps: steps a test sample is shown (label silent, top free).
+        eta: learning rate in the rate network's units (per sample; the batch mean is applied).
+        batch: samples simulated at once (replicas); their updates are summed like a mini-batch.
+        epochs: passes over the training images.
+        rate: spikes per step of an activity of 1 (inputs, label and value units alike). LIF neurons
+            that reset to 0 fire every ``ceil(1 / (rate * x))`` steps, so a low rate keeps that staircase fine.
+        feedback: change of a value unit's current per error spike (per step).
+        error_gain: error spikes per step per unit error.
+        tau_error: time constant of the error units' currents (s): the window of the error estimate.
+        tau_value: time constant of the value units' currents (s): long, near-perfect integrators.
+        tau_trace: time constant of the pre-synaptic spike trace ``x1`` (s).
+        dt: simulation step (s).
+        seed: initial weights, sample order and input spikes.
+    """
+
+    hidden: Tuple[int, ...] = (256,)
+    steps: int = 64
+    test_steps: int = 32
+    eta: float = 0.05
+    batch: int = 32
+    epochs: int = 5
+    rate: float = 1.0
+    feedback: float = 0.2
+    error_gain: float = 1.0
+    tau_error: float = 5e-3
+    tau_value: float = 1.0
+    tau_trace: float = 20e-3
+    dt: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "test_steps", "batch", "epochs"):
+            v = getattr(self, name)
+            if int(v) != v or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.steps & (self.steps - 1):
+            raise ValueError(f"steps must be a power of two (the rule learns every 2**k steps), got {self.steps}")
+        if not 0 < self.rate <= 1:
+            raise ValueError(f"rate must lie in (0, 1] spikes per step, got {self.rate!r}")
+        for name in ("eta", "feedback", "error_gain", "tau_error", "tau_value", "tau_trace", "dt"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+
+    @property
+    def rule_eta(self) -> float:
+        """The rule's ``eta`` in spiking units: ``y2`` reads ``tau_error / dt`` times the error, ``x1``
+        ``rate / (1 - exp(-dt / tau_trace))`` times the activity, the weights are ``1 / rate`` times the
+        rate network's, and the batch's updates are summed."""
+        trace_gain = self.rate / (1.0 - math.exp(-self.dt / self.tau_trace)) * self.rate
+        return self.eta / self.batch / (self.tau_error / self.dt) / trace_gain
+
+
+TOP = "y"
+
+
+def value_model(cfg: SpikingPCConfig) -> LIF:
+    """Value units: current = value in [0, 1] (saturating), ``cfg.rate`` spikes per step per unit.
+
+    The threshold sits a hair below ``rate`` units of integrated current so that an exact
+    ``1 / rate`` steps suffice for a spike (the comparison is strict)."""
+    tau_mem = 1.0
+    return LIF(tau_mem=tau_mem, tau_syn=cfg.tau_value, v_th=(1 - 1e-6) * cfg.dt / tau_mem / cfg.rate,
+               i_min=0.0, i_max=1.0)
+
+
+def error_model(cfg: SpikingPCConfig) -> LIF:
+    """Error units: ``error_gain`` spikes per step per unit error (their current is ``tau_error / dt`` x it)."""
+    tau_mem = 1.0
+    return LIF(tau_mem=tau_mem, tau_syn=cfg.tau_error, v_th=(cfg.dt / tau_mem) * (cfg.tau_error / cfg.dt) / cfg.error_gain)
+
+
+def build_spiking(
+    n_inputs: int, n_outputs: int, cfg: SpikingPCConfig = SpikingPCConfig(), top_feedback: bool = True,
+    rule_eta: Optional[float] = None,
+) -> Network:
+    """The graph: inputs ``x0`` (pixels, rate-coded), ``bias`` (always on) and ``y`` (the label, top value),
+    value layers ``x1..x<L-1>``, error pairs ``e<l>p``/``e<l>n`` for ``l = 1..L``.
+
+    Plastic ``W<l>p``/``W<l>n`` (``-W``/``+W``) and ``B<l>p``/``B<l>n``; static ``x<l>_to_e<l>p``/``n``
+    (``+-1``) and ``e<l>p``/``n_to_x<l>`` (``-+feedback``); tied ``e<l>p``/``n_to_x<l-1>``
+    (``feedback * W^T``, signs as the pair). ``top_feedback=False`` leaves out the top error's
+    feedback (the network used for prediction). ``rule_eta`` overrides :attr:`SpikingPCConfig.rule_eta`
+    (e.g. a power of two, which Loihi's learning engine represents exactly).
+    """
+    widths = [n_inputs, *cfg.hidden, n_outputs]
+    L = len(widths) - 1
+    rng = np.random.default_rng(cfg.seed)
+    rule = pc_rule(cfg.rule_eta if rule_eta is None else rule_eta, tau=cfg.tau_trace, u_exponent=cfg.steps.bit_length() - 1)
+    net = Network(dt=cfg.dt, name="spiking_predictive_coding")
+    rate_code = RegularEncoder(max_rate=cfg.rate / cfg.dt)  # a value in [0, 1]: rate x value spikes per step
+    net.input("x0", n_inputs, rate_code)
+    net.input("bias", 1, rate_code)
+    values = ["x0"]
+    for l in range(1, L + 1):
+        if l < L:
+            net.population(f"x{l}", widths[l], value_model(cfg))
+            values.append(f"x{l}")
+        else:
+            net.input(TOP, n_outputs, rate_code)
+            values.append(TOP)
+    for l in range(1, L + 1):
+        n, n_pre = widths[l], widths[l - 1]
+        w = rng.normal(0.0, 1.0 / np.sqrt(n_pre), (n, n_pre)) / cfg.rate  # spikes carry rate x activity
+        for sign, half in ((1.0, "p"), (-1.0, "n")):
+            e = f"e{l}{half}"
+            net.population(e, n, error_model(cfg))
+            # e = f(x_l) - W f(x_{l-1}) - b: the predictions enter negated (the n copy: twice negated).
+            net.connect(values[l - 1], e, -sign * w, rule=rule, name=f"W{l}{half}")
+            net.connect("bias", e, np.zeros((n, 1)), rule=rule, name=f"B{l}{half}")
+            net.connect(values[l], e, sign * np.eye(n) / cfg.rate, name=f"{values[l]}_to_{e}")
+            if l < L:
+                net.connect(e, values[l], -sign * cfg.feedback * np.eye(n), name=f"{e}_to_{values[l]}")
+            if l > 1 and (l < L or top_feedback):
+                # x_{l-1} += feedback * W^T e_l: W<l>p holds -W (p: +e), W<l>n holds +W (n: -e).
+                net.tied(e, values[l - 1], f"W{l}{half}", transpose=True, scale=-cfg.feedback,
+                         name=f"{e}_to_{values[l - 1]}")
+    return net
+
+
+class SpikingPC:
+    """Trains and tests a :func:`build_spiking` network on the torch engine.
+
+    Shapes: images ``(n, n_inputs)`` in [0, 1], labels ``(n,)`` integers.
+    """
+
+    def __init__(self, n_inputs: int, n_outputs: int, cfg: SpikingPCConfig = SpikingPCConfig(),
+                 device: str = "cpu", dtype: torch.dtype = torch.float32, test_batch: int = 500) -> None:
+        self.cfg, self.n_outputs, self.device, self.dtype = cfg, n_outputs, device, dtype
+        self.L = len(cfg.hidden) + 1
+        self.network = build_spiking(n_inputs, n_outputs, cfg)
+        self.sim = Simulator(self.network, replicas=cfg.batch, device=device, dtype=dtype, seed=cfg.seed)
+        self.test_network = build_spiking(n_inputs, n_outputs, cfg, top_feedback=False)
+        self.test_batch = test_batch
+        self._test_sim: Optional[Simulator] = None
+
+    @property
+    def plastic(self):
+        return [n for n, p in self.network.projections.items() if p.rule is not None]
+
+    def learn(self, x: torch.Tensor, onehot: torch.Tensor) -> None:
+        """Show ``cfg.batch`` samples for ``cfg.steps`` steps with their labels clamped; learn at the end."""
+        self.sim.reset_neurons()
+        ones = torch.ones(len(x), 1, dtype=self.dtype)
+        self.sim.run(self.cfg.steps, inputs={"x0": x, "bias": ones, TOP: onehot})
+
+    def train(self, x: np.ndarray, labels: np.ndarray, progress: bool = False) -> float:
+        """``cfg.epochs`` epochs over the images (the last incomplete batch of each is left out, as the
+        replicas are fixed); returns seconds spent."""
+        cfg = self.cfg
+        xt = torch.as_tensor(x, dtype=self.dtype, device=self.device)
+        onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), self.n_outputs).to(self.dtype).to(self.device)
+        rng = np.random.default_rng(cfg.seed)
+        n_batches = len(x) // cfg.batch
+        t0 = time.perf_counter()
+        bar = tqdm(total=cfg.epochs * n_batches, disable=not progress, desc="spiking PC", unit="batch")
+        for _ in range(cfg.epochs):
+            order = rng.permutation(len(x))
+            for b in range(n_batches):
+                idx = torch.as_tensor(order[b * cfg.batch : (b + 1) * cfg.batch], device=self.device)
+                self.learn(xt[idx], onehot[idx])
+                bar.update()
+        bar.close()
+        return time.perf_counter() - t0
+
+    def _tester(self, replicas: int) -> Simulator:
+        if self._test_sim is None or self._test_sim.replicas != replicas:
+            self._test_sim = Simulator(self.test_network, replicas=replicas, device=self.device, dtype=self.dtype,
+                                       seed=self.cfg.seed + 1)
+            self._test_sim.learning = False
+        for name in self.plastic:
+            self._test_sim.set_weights(name, self.sim.weights(name))
+        return self._test_sim
+
+    def output_counts(self, x: np.ndarray) -> np.ndarray:
+        """Spike counts of ``e<L>n`` minus ``e<L>p`` over ``cfg.test_steps`` steps, label silent ``(n, classes)``."""
+        top_n, top_p = f"e{self.L}n.spikes", f"e{self.L}p.spikes"
+        out = []
+        for start in range(0, len(x), self.test_batch):
+            chunk = torch.as_tensor(x[start : start + self.test_batch], dtype=self.dtype, device=self.device)
+            sim = self._tester(len(chunk))
+            sim.reset_neurons()
+            rec = sim.run(self.cfg.test_steps, inputs={"x0": chunk, "bias": torch.ones(len(chunk), 1)},
+                          monitors=[top_n, top_p])
+            out.append((rec[top_n].sum(dim=0) - rec[top_p].sum(dim=0)).cpu().numpy())
+        return np.concatenate(out)
+
+    def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
+        return float((self.output_counts(x).argmax(axis=1) == labels).mean())
