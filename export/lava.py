@@ -306,7 +306,7 @@ def run_lava(
     out = Recording()
     cfg = Loihi2SimCfg(select_tag=select_tag)
     live = [p for p in network.projections.values() if p.tie is not None and p.tie.source in lowered]
-    chunk = math.gcd(*(network.projections[p.tie.source].rule.t_epoch for p in live)) if live else steps
+    chunk = math.gcd(*(network.projections[p.tie.source].rule.update_period for p in live)) if live else steps
     try:
         done = 0
         while done < steps:

@@ -129,7 +129,7 @@ def tie_problems(net: Network, name: str, target: Target) -> List[str]:
         f"projection {name!r}: its weights must stay {how}, which learns (rule {src.rule.name!r}); a Loihi 2 "
         f"synapse group cannot read another group's weights, so this copy goes stale after the first learning "
         f"epoch unless the host rewrites its {proj.weights.shape[-1] * proj.weights.shape[-2]:,} weights every "
-        f"{src.rule.t_epoch} steps (weight transport, which export.lava does in simulation). On chip, learn the "
+        f"{src.rule.update_period} steps (weight transport, which export.lava does in simulation). On chip, learn the "
         f"copy with its own local rule or keep it fixed (feedback alignment)"
     ]
 

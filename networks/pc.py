@@ -82,7 +82,7 @@ class PCConfig:
             raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
 
 
-def pc_rule(eta: float = 0.05, tau: float = 20e-3, u_exponent: int = 0) -> LearningRule:
+def pc_rule(eta: float = 0.05, tau: float = 20e-3, u_exponent: int = 0, impulse: float = 1.0) -> LearningRule:
     """``dw = -eta * u * y2 * x1``: the post error (``y2``, driven by the error unit's input current ``i``)
     times the pre value unit's activity (``x1``; in spikes, a trace of time constant ``tau`` seconds).
 
@@ -90,10 +90,10 @@ def pc_rule(eta: float = 0.05, tau: float = 20e-3, u_exponent: int = 0) -> Learn
     ``dW = eta e f(x_pre)^T`` is ``-eta * y2 * x1`` on them. In rate semantics ``i`` is the
     unit's summed input, which for an error unit is the error itself. A spiking network learns
     once per presented sample of ``2**u_exponent`` steps (``u`` is 1 every ``2**u_exponent`` steps;
-    the traces still follow every step).
+    the traces still follow every step). ``impulse``: the pre trace's jump per spike.
     """
     return LearningRule(dw=-Param("eta") * u * y2 * x1,
-                        traces={"x1": Trace(1.0, tau), "y2": Trace(driven_by="i")},
+                        traces={"x1": Trace(impulse, tau), "y2": Trace(driven_by="i")},
                         params={"eta": eta}, u_exponent=u_exponent, name="pc_error_hebbian")
 
 

@@ -57,6 +57,8 @@ class SpikingPCConfig:
         tau_error: time constant of the error units' currents (s): the window of the error estimate.
         tau_value: time constant of the value units' currents (s): long, near-perfect integrators.
         tau_trace: time constant of the pre-synaptic spike trace ``x1`` (s).
+        trace_impulse: jump of ``x1`` per spike (a smaller one moves the rule's small learning rate
+            into the trace, where Loihi's coefficient range ``m * 2^e``, ``e >= -7``, needs it).
         dt: simulation step (s).
         seed: initial weights, sample order and input spikes.
     """
@@ -73,6 +75,7 @@ class SpikingPCConfig:
     tau_error: float = 5e-3
     tau_value: float = 1.0
     tau_trace: float = 20e-3
+    trace_impulse: float = 1.0
     dt: float = 1e-3
     seed: int = 0
 
@@ -85,7 +88,7 @@ class SpikingPCConfig:
             raise ValueError(f"steps must be a power of two (the rule learns every 2**k steps), got {self.steps}")
         if not 0 < self.rate <= 1:
             raise ValueError(f"rate must lie in (0, 1] spikes per step, got {self.rate!r}")
-        for name in ("eta", "feedback", "error_gain", "tau_error", "tau_value", "tau_trace", "dt"):
+        for name in ("eta", "feedback", "error_gain", "tau_error", "tau_value", "tau_trace", "trace_impulse", "dt"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
@@ -94,7 +97,7 @@ class SpikingPCConfig:
         """The rule's ``eta`` in spiking units: ``y2`` reads ``tau_error / dt`` times the error, ``x1``
         ``rate / (1 - exp(-dt / tau_trace))`` times the activity, the weights are ``1 / rate`` times the
         rate network's, and the batch's updates are summed."""
-        trace_gain = self.rate / (1.0 - math.exp(-self.dt / self.tau_trace)) * self.rate
+        trace_gain = self.trace_impulse * self.rate / (1.0 - math.exp(-self.dt / self.tau_trace)) * self.rate
         return self.eta / self.batch / (self.tau_error / self.dt) / trace_gain
 
 
@@ -133,7 +136,8 @@ def build_spiking(
     widths = [n_inputs, *cfg.hidden, n_outputs]
     L = len(widths) - 1
     rng = np.random.default_rng(cfg.seed)
-    rule = pc_rule(cfg.rule_eta if rule_eta is None else rule_eta, tau=cfg.tau_trace, u_exponent=cfg.steps.bit_length() - 1)
+    rule = pc_rule(cfg.rule_eta if rule_eta is None else rule_eta, tau=cfg.tau_trace,
+                   u_exponent=cfg.steps.bit_length() - 1, impulse=cfg.trace_impulse)
     net = Network(dt=cfg.dt, name="spiking_predictive_coding")
     rate_code = RegularEncoder(max_rate=cfg.rate / cfg.dt)  # a value in [0, 1]: rate x value spikes per step
     net.input("x0", n_inputs, rate_code)
@@ -233,4 +237,22 @@ class SpikingPC:
         return np.concatenate(out)
 
     def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
+        """Test accuracy of the spike-count readout (:meth:`output_counts`)."""
         return float((self.output_counts(x).argmax(axis=1) == labels).mean())
+
+    def rate_weights(self):
+        """The learned predictions in the rate network's units: ``[(W_l, b_l)]`` as numpy arrays."""
+        r = self.cfg.rate
+        return [(-self.sim.weights(f"W{l}p").cpu().double().numpy() * r,
+                 -self.sim.weights(f"B{l}p").cpu().double().numpy()[:, 0] * r) for l in range(1, self.L + 1)]
+
+    def rate_accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
+        """Accuracy of the rate network's forward pass (``f = clip(., 0, 1)``) with the learned weights:
+        what the spike-count readout approximates."""
+        v = np.asarray(x, dtype=np.float64)
+        layers = self.rate_weights()
+        for l, (w, b) in enumerate(layers):
+            v = v @ w.T + b
+            if l < len(layers) - 1:
+                v = np.clip(v, 0.0, 1.0)
+        return float((v.argmax(axis=1) == labels).mean())

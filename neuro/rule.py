@@ -256,6 +256,15 @@ class LearningRule:
             raise RuleError(f"rule {self.name!r} has no parameter(s) {sorted(unknown)}")
         return replace(self, params={**self.params, **values})
 
+    @property
+    def update_period(self) -> int:
+        """Steps between weight changes: ``t_epoch``, times ``2**u_exponent`` when every product
+        carries the ``u`` dependency (then nothing changes in the epochs where ``u`` is 0)."""
+        terms = [t for ts in self.terms().values() for t in ts]
+        if terms and all(t.dependency == "u" for t in terms):
+            return self.t_epoch * 2**self.u_exponent
+        return self.t_epoch
+
     def uses(self, name: str) -> bool:
         """Whether any target reads variable ``name``."""
         return any(name in e.variables() for e in self.targets().values())

@@ -1,0 +1,143 @@
+"""Spiking predictive coding: paired error units, bounded value units, tied feedback.
+
+* the building blocks: ties follow their learning source in the engine; a bounded LIF current
+  saturates; the error pair's two prediction copies learn the same ``dW`` and stay exact negatives;
+* the error currents estimate the rate network's errors at the clamped equilibrium;
+* it learns digits well above chance and close to the rate network's forward pass of its own weights;
+* the graph (inference and learning) runs identically on Lava's floating_pt simulator, and
+  ``hardware.check`` names what Loihi 2 cannot run.
+"""
+import numpy as np
+import pytest
+import torch
+
+from networks.pc_spiking import SpikingPC, SpikingPCConfig, build_spiking
+from neuro import Simulator
+from neuro.datasets import load_digits
+
+# The rule's eta: a power of two, which Loihi's learning engine holds exactly (2^-7 at the least:
+# the trace impulse 2^-3 carries the rest of an effective 2^-10).
+ETA = 2.0**-7
+SMALL = SpikingPCConfig(hidden=(8,), steps=32, test_steps=32, batch=1, feedback=0.2, tau_error=10e-3,
+                        trace_impulse=2.0**-3)
+
+
+def small_inputs(n_inputs=16, label=1):
+    data = load_digits()
+    image = data.x_train[0][:n_inputs]
+    return {"x0": image, "bias": np.ones(1), "y": np.eye(3)[label]}
+
+
+def test_pairs_mirror_and_ties_follow_the_learned_predictions():
+    net = build_spiking(16, 3, SMALL, rule_eta=ETA)
+    sim = Simulator(net, dtype=torch.float64)
+    before = sim.weights("W2p").clone()
+    rec = sim.run(4 * SMALL.steps, small_inputs(), monitors=["x1.i", "e1p.spikes", "e1n.spikes"])
+    w2p, w2n = sim.weights("W2p"), sim.weights("W2n")
+    assert (w2p - before).abs().max() > 1e-3  # it learned
+    torch.testing.assert_close(w2n, -w2p, rtol=0, atol=0)  # the two copies stay exact negatives
+    torch.testing.assert_close(sim.weights("e2p_to_x1"), -SMALL.feedback * w2p.T, rtol=1e-15, atol=0)
+    torch.testing.assert_close(sim.weights("e2n_to_x1"), -SMALL.feedback * w2n.T, rtol=1e-15, atol=0)
+    # The values are bounded integrators in [0, 1]; the errors use both halves of the pair.
+    assert rec["x1.i"].min() >= 0 and rec["x1.i"].max() <= 1 and rec["x1.i"].max() > 0.2
+    assert rec["e1p.spikes"].sum() > 0 and rec["e1n.spikes"].sum() > 0
+    with pytest.raises(ValueError, match="tied to 'W2p'"):
+        sim.set_weights("e2p_to_x1", np.zeros((8, 3)))
+
+
+def test_the_rule_learns_once_per_presentation_and_lowers_to_loihi():
+    from hardware.loihi_rules import to_loihi_strings
+
+    net = build_spiking(16, 3, SMALL, rule_eta=ETA)
+    rule = net.projections["W1p"].rule
+    assert rule.u_exponent == 5 and rule.t_epoch == 1  # u is 1 every 32 steps
+    assert to_loihi_strings(rule) == {"dw": "-2^-7 * u5 * y2 * x1"}
+    with pytest.raises(ValueError, match="power of two"):
+        SpikingPCConfig(steps=48)
+    sim = Simulator(net, dtype=torch.float64)
+    rec = sim.run(2 * SMALL.steps, small_inputs(), monitors=["W1p.w"])
+    w = rec["W1p.w"][:, 0]
+    changed = [k + 1 for k in range(1, len(w)) if not torch.equal(w[k], w[k - 1])]
+    assert changed == [SMALL.steps, 2 * SMALL.steps]
+
+
+def test_error_currents_estimate_the_rate_networks_clamped_errors():
+    """At the end of a presentation the error units' currents (their y2) are the errors of the rate
+    network (values in [0, 1], errors on activities) relaxed to equilibrium with the label clamped."""
+    data = load_digits()
+    cfg = SpikingPCConfig(hidden=(32,), steps=128, batch=16, tau_error=10e-3)
+    net = build_spiking(64, 10, cfg)
+    sim = Simulator(net, replicas=16, dtype=torch.float64)
+    sim.learning = False
+    x = torch.as_tensor(data.x_train[:16], dtype=torch.float64)
+    y = torch.eye(10, dtype=torch.float64)[data.y_train[:16]]
+    rec = sim.run(cfg.steps, {"x0": x, "bias": torch.ones(16, 1), "y": y}, monitors=["e1p.i", "e2p.i"])
+    w1, w2 = -sim.weights("W1p") * cfg.rate, -sim.weights("W2p") * cfg.rate
+    h = (x @ w1.T).clamp(0, 1)
+    for _ in range(300):
+        h = (h + 0.1 * (-(h - x @ w1.T) + (y - h @ w2.T) @ w2)).clamp(0, 1)
+    gain = cfg.tau_error / cfg.dt
+    e1, e2 = rec["e1p.i"][-16:].mean(dim=0) / gain, rec["e2p.i"][-16:].mean(dim=0) / gain
+    assert np.corrcoef(e2.ravel(), (y - h @ w2.T).ravel())[0, 1] > 0.95
+    assert np.corrcoef(e1.ravel(), (h - x @ w1.T).ravel())[0, 1] > 0.8
+
+
+def test_spiking_pc_learns_digits():
+    data = load_digits()
+    cfg = SpikingPCConfig(hidden=(32,), epochs=2, eta=0.1, steps=64, test_steps=64, tau_error=10e-3)
+    pc = SpikingPC(64, 10, cfg)
+    n_test = 300
+    untrained = pc.accuracy(data.x_test[:n_test], data.y_test[:n_test])
+    pc.train(data.x_train, data.y_train)
+    learned = pc.accuracy(data.x_test[:n_test], data.y_test[:n_test])
+    forward = pc.rate_accuracy(data.x_test[:n_test], data.y_test[:n_test])
+    assert untrained < 0.2 and learned > 0.6, (untrained, learned)
+    assert learned > forward - 0.1, (learned, forward)  # the spike-count readout reads what was learned
+
+
+def test_spiking_pc_graph_runs_identically_on_lava():
+    pytest.importorskip("lava")
+    from export.lava import run_lava
+
+    net = build_spiking(16, 3, SMALL, rule_eta=ETA)
+    pops = ["x1", "e1p", "e1n", "e2p", "e2n"]
+    monitors = [f"{p}.spikes" for p in pops] + ["x1.i", "W1p.w", "W2p.w", "W2n.w", "B2p.w", "e2p_to_x1.w"]
+    steps = 20 * SMALL.steps  # 20 learning epochs
+    ours = Simulator(net, dtype=torch.float64).run(steps, small_inputs(), monitors=monitors)
+    lava = run_lava(net, steps, small_inputs(), monitors=monitors)
+    for p in pops:
+        assert lava[f"{p}.spikes"].sum() > (0 if p == "e2n" else 10), p  # e2n: the label is above its prediction
+        np.testing.assert_array_equal(ours[f"{p}.spikes"].numpy(), lava[f"{p}.spikes"].numpy(), err_msg=p)
+    np.testing.assert_allclose(ours["x1.i"].numpy(), lava["x1.i"].numpy(), rtol=1e-9, atol=1e-9)
+    for w in ("W1p", "W2p", "W2n", "B2p"):
+        np.testing.assert_allclose(ours[f"{w}.w"].numpy(), lava[f"{w}.w"].numpy(), rtol=1e-5, atol=1e-9, err_msg=w)
+    assert np.abs(lava["W2p.w"][-1] - lava["W2p.w"][0]).max() > 1e-2  # learning happened
+    # The tied feedback follows the learned W2p^T. Lava's host rewrites it between epochs, after the
+    # monitor has read the epoch's last step: there it shows the old copy one step longer.
+    epoch_end = (np.arange(1, steps + 1) % SMALL.steps) == 0
+    tied_ours, tied_lava = ours["e2p_to_x1.w"].numpy(), lava["e2p_to_x1.w"].numpy()
+    np.testing.assert_allclose(tied_ours[~epoch_end], tied_lava[~epoch_end], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(tied_lava[epoch_end], tied_ours[np.roll(epoch_end, -1)], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(tied_lava[-2, 0], -SMALL.feedback * lava["W2p.w"][-2, 0].T, rtol=1e-12)
+
+
+def test_check_names_what_loihi2_cannot_run(tmp_path, capsys):
+    from hardware import check
+    from neuro.cli import main
+    from neuro.io import save
+
+    net = build_spiking(784, 10, SpikingPCConfig(hidden=(256,), trace_impulse=2.0**-3), rule_eta=ETA)
+    report = check(net)
+    assert not report.fits
+    reasons = report.reasons
+    ties = [r for r in reasons if "cannot read another group's weights" in r]
+    assert sorted(r.split("'")[1] for r in ties) == ["e2n_to_x1", "e2p_to_x1"]
+    assert all("every 64 steps" in r for r in ties)  # once per presented sample
+    bounded = [r for r in reasons if "saturates" in r]
+    assert len(bounded) == 1 and "population 'x1'" in bounded[0]
+    assert len(reasons) == 3, reasons  # nothing else: the rule, the pairs and the sizes fit
+    path = str(tmp_path / "spiking_pc.h5")
+    save(path, Simulator(net))
+    assert main(["check", "--target", "loihi2", path]) == 1
+    out = capsys.readouterr().out
+    assert "DOES NOT FIT (3 reasons)" in out and "e2p_to_x1" in out and "x1" in out
