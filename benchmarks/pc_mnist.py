@@ -5,10 +5,13 @@ SGD learning rate, mini-batches and epochs; reported: test accuracy, accuracy ag
 the number of inference steps T (with the label clamped, and with the top nudged
 10 % of the way to the label at a 10x learning rate), the training time ratio PC / backprop, a plot of
 the energy falling over inference steps, and the images a generative PC network
-(label at the bottom, image on top) produces for each class.
+(label at the bottom, image on top) produces for each class. Then the spiking network
+(:mod:`networks.pc_spiking`: paired error units, spikes between all units) on the same data:
+its accuracy read from spike counts, the rate forward pass of its learned weights, its time
+ratio to backprop, a raster and its energy falling during one clamped presentation.
 
-    python benchmarks/pc_mnist.py            # MNIST-5k (4,000/1,000) and digits (~3 min on 2 cores)
-    python benchmarks/pc_mnist.py --quick    # digits only, fewer steps (~15 s)
+    python benchmarks/pc_mnist.py            # MNIST-5k (4,000/1,000) and digits (~20 min on 2 cores)
+    python benchmarks/pc_mnist.py --quick    # digits only, fewer steps and epochs (~1 min)
 """
 from __future__ import annotations
 
@@ -23,12 +26,15 @@ import numpy as np
 import torch
 
 from neuro.datasets import load_digits, load_mnist5k
-from neuro.plotting import curves, receptive_fields
+from neuro.plotting import curves, raster, receptive_fields
 from networks.pc import PCConfig, PCNetwork, accuracy, backprop_mlp, build, generate, train
+from networks.pc_spiking import SpikingPC, SpikingPCConfig
 
 CONFIG = PCConfig(hidden=(256,), steps=8, gamma=0.2, eta=0.05, epochs=20, activation="relu")
 # PC nudges the top 10 % of the way to the label and learns 10x faster: the same step size as backprop's.
 NUDGED = replace(CONFIG, nudge=0.1, eta=0.5)
+# 128 steps (ms) per sample with the label clamped, learning once at the end; the same hidden layer.
+SPIKING = SpikingPCConfig(hidden=CONFIG.hidden)
 
 
 def main(argv: List[str] = None) -> int:
@@ -87,6 +93,8 @@ def main(argv: List[str] = None) -> int:
             [np.corrcoef(images[c], means[c])[0, 1] for c in range(n_classes)]))
         print(f"generated images: mean correlation with their class's mean image "
               f"{row['generated_vs_class_mean_correlation']:.3f}")
+        row["spiking"] = spiking(data, replace(SPIKING, hidden=cfg.hidden, epochs=2 if args.quick else SPIKING.epochs),
+                                 row, bp_seconds, out / name)
         results[name] = row
         accs = [row["pc"][t]["accuracy"] for t in steps]
         nudged_accs = [row["pc"][t]["accuracy_nudged"] for t in steps]
@@ -95,10 +103,40 @@ def main(argv: List[str] = None) -> int:
                xlabel="inference steps T", ylabel="test accuracy", title=f"PC vs backprop ({name})")
     (out / "results.json").write_text(json.dumps({"results": {k: {**v, "pc": {str(t): r for t, r in v["pc"].items()}}
                                                               for k, v in results.items()},
-                                                  "config": asdict(cfg), "torch": torch.__version__,
+                                                  "config": asdict(cfg),
+                                                  "torch": torch.__version__,
                                                   "argv": sys.argv[1:]}, indent=2, sort_keys=True, default=float))
     print(f"\nresults written to {out}")
     return 0
+
+
+def spiking(data, cfg: SpikingPCConfig, row: dict, bp_seconds: float, prefix: Path) -> dict:
+    """Train the spiking PC network; print and plot it beside the rate network's row."""
+    n_in, n_classes = data.x_train.shape[1], data.n_classes
+    pc = SpikingPC(n_in, n_classes, cfg)
+    seconds = pc.train(data.x_train, data.y_train, progress=True)
+    acc = pc.accuracy(data.x_test, data.y_test)
+    forward = pc.rate_accuracy(data.x_test, data.y_test)
+    rate_best = max(max(r["accuracy"], r["accuracy_nudged"]) for r in row["pc"].values())
+    rate_t8 = row["pc"].get(8, {}).get("accuracy_nudged")
+    print(f"spiking PC ({cfg.steps} steps/sample, {cfg.epochs} epochs, hidden {cfg.hidden}): {acc:.3f} from spike counts "
+          f"over {cfg.test_steps} steps (the rate forward pass of its weights: {forward:.3f}); "
+          f"{100 * (acc - rate_best):+.1f}p vs the best rate PC ({rate_best:.3f})"
+          + (f", {100 * (acc - rate_t8):+.1f}p vs nudged rate PC at T=8" if rate_t8 is not None else "")
+          + f", {100 * (acc - row['backprop']):+.1f}p vs backprop; {seconds:.0f} s = {seconds / bp_seconds:.0f}x backprop")
+    energy, rec = pc.clamped_run(data.x_test[:100], data.y_test[:100],
+                                 monitors=["x1.spikes", f"e{pc.L}p.spikes", f"e{pc.L}n.spikes"])
+    curves(list(range(1, len(energy) + 1)), {"spiking PC, trained": energy}, f"{prefix}_spiking_energy.png",
+           xlabel="step (ms) of a clamped presentation", ylabel="energy (batch mean, from error currents)",
+           title="Spiking PC: energy during inference")
+    cols = [rec["x1.spikes"][:, 0, :40], rec[f"e{pc.L}p.spikes"][:, 0], rec[f"e{pc.L}n.spikes"][:, 0]]
+    raster(torch.cat(cols, dim=1).numpy(), f"{prefix}_spiking_raster.png", dt=cfg.dt,
+           title=f"x1 (40 of {cfg.hidden[0]}), e{pc.L}p, e{pc.L}n: one test image, label clamped")
+    peak = int(np.argmax(energy))
+    print(f"  energy during a clamped presentation: peak {energy[peak]:.3f} at step {peak + 1}, "
+          f"{energy[-1]:.3f} at step {len(energy)}")
+    return {"config": asdict(cfg), "accuracy": acc, "rate_forward_accuracy": forward, "seconds": seconds,
+            "energy_peak": float(energy[peak]), "energy_end": float(energy[-1])}
 
 
 if __name__ == "__main__":

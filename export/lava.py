@@ -187,7 +187,8 @@ def run_lava(
     ``network`` stopped at an epoch boundary) Lava continues exactly where the
     torch run stopped: weights, tags, traces, neuron state, in-flight synaptic
     input and the encoders' random generator. Monitors: ``pop.spikes``, ``pop.v``, ``pop.i``,
-    ``proj.w``, ``proj.t``, ``proj.d``.
+    ``proj.w``, ``proj.t``, ``proj.d``. A tied projection's ``w`` is rewritten between steps, after
+    the monitor read the source's learning step: it shows the new copy one step later than torch.
     """
     _prepare_lava_import()
     from lava.magma.core.run_conditions import RunSteps
@@ -202,6 +203,16 @@ def run_lava(
     from export.lava_procs import BoundedLIF, FactorLIF
 
     dt = network.dt
+    if select_tag != "floating_pt":
+        for name, pop in network.populations.items():
+            if _current_bounds(name, pop) is not None:
+                raise LavaExportError(f"population {name!r}: a bounded current (i_min/i_max) runs only with floating_pt")
+        for name, proj in network.projections.items():
+            if proj.tie is not None and network.projections[proj.tie.source].rule is not None:
+                raise LavaExportError(
+                    f"projection {name!r}: tied to the learning {proj.tie.source!r}; the host rewrites tied "
+                    "weights only with floating_pt"
+                )
     start = _start_state(network, initial)
     spikes = encoded_inputs(
         network, steps, inputs or {}, seed, None if initial is None else initial.generator.get_state()

@@ -443,6 +443,11 @@ def to_fixed_point(
     for proj in network.projections.values():
         if np.ndim(proj.weights) != 2:
             raise FixedPointError(f"projection {proj.name!r}: fixed point needs shared (post, pre) weights")
+        if proj.tie is not None and network.projections[proj.tie.source].rule is not None:
+            raise FixedPointError(
+                f"projection {proj.name!r} is tied to {proj.tie.source!r}, which learns: the fixed-point model "
+                "does not rewrite tied weights (on Loihi 2 the host would have to)"
+            )
     for name, pop in network.populations.items():
         if isinstance(pop, InputPopulation):
             inputs.append(name)
@@ -454,6 +459,11 @@ def to_fixed_point(
             raise FixedPointError(f"population {name!r}: Lava's LIF resets to 0, got v_reset={m.v_reset}")
         if isinstance(m, LIF) and m.theta_plus != 0.0:
             raise FixedPointError(f"population {name!r}: Lava's LIF has no adaptive threshold")
+        if isinstance(m, LIF) and m.bounded:
+            raise FixedPointError(
+                f"population {name!r}: its current saturates at [{m.i_min:g}, {m.i_max:g}]; Lava's fixed-point LIF "
+                "bounds it only by its 24-bit range"
+            )
         incoming = [(np.asarray(p.weights, dtype=np.float64), None) for p in network.incoming(name)]
         if name in scales:
             scale = float(scales[name])

@@ -7,15 +7,16 @@ down the energy ``F = 1/2 sum_l ||e_l||^2``::
     x_l <- x_l + gamma * (-e_l + f'(x_l) * W_{l+1}^T e_{l+1})
 
 and learning is local, ``dW_l = eta * e_l f(x_{l-1})^T``: in the rule language
-``eta * u * y2 * x1`` with ``y2`` driven by the error population (a third factor)
-and ``x1`` the pre-synaptic value unit's activity (:func:`pc_rule`), applied with
+``-eta * u * y2 * x1`` on the negated predictions the error units receive, with ``y2``
+the error unit's own input current (its error, a graded third factor) and ``x1`` the
+pre-synaptic value unit's activity (:func:`pc_rule`), applied with
 the rule language's rate semantics. Biases are synapses from a ``bias`` input
 population that is always 1, learning with the same rule.
 
 The graph (:func:`build`) holds the error units as populations of their own
 (``e1``, ``e2``, ...), with value -> error connections (``+1``), the plastic
 predictions, and error -> value feedback (``-1`` from a unit's own error, ``W^T``
-from the layer above, kept equal to the transposed prediction weights).
+from the layer above, tied to the prediction weights: :class:`neuro.Tie`).
 Supervised use: the input is clamped at the bottom and, while learning, the label
 (one-hot) at the top; the prediction of a test image is the feed-forward pass.
 Generative use: the same network with the label at the bottom and the image on top
@@ -23,8 +24,8 @@ Generative use: the same network with the label at the bottom and the image on t
 the energy is lowest at the feed-forward pass, which is the generated image
 (:func:`generate`).
 
-This module is the rate version; spiking error units and the Lava export are not
-written yet.
+This module is the rate version; :mod:`networks.pc_spiking` builds the spiking one (paired
+error units) from the same rule.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from neuro import IAF, LearningRule, Network, Param, Trace
+from neuro import IAF, LIF, LearningRule, Network, Param, Trace
 from neuro.expr import u, x1, y2
 from neuro.plasticity import CompiledRule, RateContext
 
@@ -111,9 +112,10 @@ def build(n_inputs: int, n_outputs: int, cfg: PCConfig = PCConfig()) -> Network:
     rule = pc_rule(cfg.eta)
     for l in range(1, len(widths)):
         n, n_pre = widths[l], widths[l - 1]
-        # Rate units; IAF stands in for the neuron model a spiking version will choose.
+        # Rate units (PCNetwork runs them; networks.pc_spiking chooses spiking models): error units
+        # are LIF, whose current the rule reads as y2.
         net.population(f"x{l}", n, IAF())
-        net.population(f"e{l}", n, IAF())
+        net.population(f"e{l}", n, LIF())
         w = rng.normal(0.0, 1.0 / np.sqrt(n_pre), (n, n_pre))
         net.connect(f"x{l - 1}", f"e{l}", -w, rule=rule, name=f"W{l}")  # e = x - mu: predictions enter negated
         net.connect("bias", f"e{l}", np.zeros((n, 1)), rule=rule, name=f"B{l}")

@@ -2,21 +2,27 @@
 
 The rate network of :mod:`networks.pc` made of spiking neurons (``dt`` steps, the torch engine):
 
-* value units ``x<l>`` (hidden layers): LIF neurons whose synaptic current ``i`` *is* the value
-  (a near-perfect integrator, ``tau_value``) and whose spike rate is its activity
-  ``f(x) = clip(x, 0, 1)`` spikes per step (a slow membrane with threshold ``dt / tau_mem``);
+* value units ``x<l>`` (hidden layers): LIF neurons whose synaptic current ``i`` *is* the value,
+  bounded to [0, 1] (``i_min``/``i_max``; a near-perfect integrator, ``tau_value``), and whose spike
+  rate is its activity, about ``rate * x`` spikes per step (a slow membrane that resets to 0, so
+  exactly one spike every ``ceil(1 / (rate x))`` steps): errors compare activities, as in a rate
+  network with values in [0, 1] and ``f`` the identity there;
 * error units in pairs ``e<l>p`` / ``e<l>n``: the same input with opposite signs,
-  ``+-(f(x_l) - W_l f(x_{l-1}) - b_l)`` per step, so their currents are ``+-e_l`` (times
-  ``tau_error / dt``) and their spikes the two halves ``[e]+`` and ``[-e]+`` at ``error_gain``
-  spikes per step per unit error: a signed error carried by non-negative spikes;
+  ``+-(f(x_l) - W_l f(x_{l-1}) - b_l)`` per step, so their currents are ``+-e_l`` times
+  :attr:`SpikingPCConfig.current_gain` and their spikes carry the two halves: the membrane
+  (``tau_mem`` = 1 s) integrates the current, so over a window a unit fires ``error_gain`` spikes per
+  step per unit of the error's positive part, after it has made up what it integrated while the
+  error had the other sign (a lag, not a loss: its membrane holds the negative balance). A signed
+  error thus travels as non-negative spikes;
 * inference: each error spike moves the values by ``feedback``: ``e<l>n -> x<l>`` (+),
   ``e<l>p -> x<l>`` (-), and from the layer above ``W^T`` through projections *tied* to the
-  predictions (:class:`neuro.Tie`), so the values descend the energy
-  ``1/2 sum ||e_l||^2``;
+  predictions (:class:`neuro.Tie`), so the values descend the energy ``1/2 sum ||e_l||^2``;
 * learning: :func:`networks.pc.pc_rule` (``-eta * u * y2 * x1``) on both copies of each prediction,
   ``y2`` the error unit's current (its graded error), ``x1`` the pre value unit's spike trace,
-  applied once per presented sample (``t_epoch`` = the presentation). The two copies receive
-  opposite errors and opposite weights, so they learn the same ``dW`` and stay exact negatives.
+  applied once per presented sample (``u`` is 1 every ``steps = 2**k`` steps: ``u_exponent = k``).
+  The two copies receive opposite errors and opposite weights, so they learn the same ``dW`` and
+  stay exact negatives (in floating point; Loihi's stochastic rounding of the two updates would
+  let them drift apart by a least significant bit at a time).
 
 Supervised use: the image drives ``x0`` (rate-coded spikes), the label drives the top value ``y``
 (an input population: clamped), and the prediction of a test image is read with the label silent
@@ -28,13 +34,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from neuro import LIF, Network, RegularEncoder, Simulator
+from neuro import LIF, Network, Recording, RegularEncoder, Simulator
 from networks.pc import pc_rule
 
 
@@ -64,15 +70,15 @@ class SpikingPCConfig:
     """
 
     hidden: Tuple[int, ...] = (256,)
-    steps: int = 64
-    test_steps: int = 32
-    eta: float = 0.05
+    steps: int = 128
+    test_steps: int = 128
+    eta: float = 0.1
     batch: int = 32
-    epochs: int = 5
+    epochs: int = 10
     rate: float = 1.0
-    feedback: float = 0.2
+    feedback: float = 0.025
     error_gain: float = 1.0
-    tau_error: float = 5e-3
+    tau_error: float = 20e-3
     tau_value: float = 1.0
     tau_trace: float = 20e-3
     trace_impulse: float = 1.0
@@ -93,12 +99,18 @@ class SpikingPCConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
     @property
+    def current_gain(self) -> float:
+        """An error unit's current (as the engine reports it, after the step's decay, and as ``y2`` reads
+        it) per unit of a steady error: ``tau_error / dt - 1``."""
+        return self.tau_error / self.dt - 1.0
+
+    @property
     def rule_eta(self) -> float:
-        """The rule's ``eta`` in spiking units: ``y2`` reads ``tau_error / dt`` times the error, ``x1``
+        """The rule's ``eta`` in spiking units: ``y2`` reads :attr:`current_gain` times the error, ``x1``
         ``rate / (1 - exp(-dt / tau_trace))`` times the activity, the weights are ``1 / rate`` times the
         rate network's, and the batch's updates are summed."""
         trace_gain = self.trace_impulse * self.rate / (1.0 - math.exp(-self.dt / self.tau_trace)) * self.rate
-        return self.eta / self.batch / (self.tau_error / self.dt) / trace_gain
+        return self.eta / self.batch / self.current_gain / trace_gain
 
 
 TOP = "y"
@@ -183,7 +195,7 @@ class SpikingPC:
         self.sim = Simulator(self.network, replicas=cfg.batch, device=device, dtype=dtype, seed=cfg.seed)
         self.test_network = build_spiking(n_inputs, n_outputs, cfg, top_feedback=False)
         self.test_batch = test_batch
-        self._test_sim: Optional[Simulator] = None
+        self._frozen: Dict[Tuple[int, bool], Simulator] = {}
 
     @property
     def plastic(self):
@@ -214,14 +226,20 @@ class SpikingPC:
         bar.close()
         return time.perf_counter() - t0
 
-    def _tester(self, replicas: int) -> Simulator:
-        if self._test_sim is None or self._test_sim.replicas != replicas:
-            self._test_sim = Simulator(self.test_network, replicas=replicas, device=self.device, dtype=self.dtype,
-                                       seed=self.cfg.seed + 1)
-            self._test_sim.learning = False
+    def frozen(self, replicas: int, clamped: bool = False) -> Simulator:
+        """A simulator with the learned weights and learning off: the training graph (``clamped``:
+        the label drives the top) or the prediction graph (top free), ``replicas`` samples at once."""
+        key = (replicas, clamped)
+        sim = self._frozen.get(key)
+        if sim is None:
+            net = self.network if clamped else self.test_network
+            sim = self._frozen[key] = Simulator(net, replicas=replicas, device=self.device, dtype=self.dtype,
+                                                seed=self.cfg.seed + 1)
+            sim.learning = False
         for name in self.plastic:
-            self._test_sim.set_weights(name, self.sim.weights(name))
-        return self._test_sim
+            sim.set_weights(name, self.sim.weights(name))
+        sim.reset_neurons()
+        return sim
 
     def output_counts(self, x: np.ndarray) -> np.ndarray:
         """Spike counts of ``e<L>n`` minus ``e<L>p`` over ``cfg.test_steps`` steps, label silent ``(n, classes)``."""
@@ -229,12 +247,26 @@ class SpikingPC:
         out = []
         for start in range(0, len(x), self.test_batch):
             chunk = torch.as_tensor(x[start : start + self.test_batch], dtype=self.dtype, device=self.device)
-            sim = self._tester(len(chunk))
-            sim.reset_neurons()
+            sim = self.frozen(len(chunk))
             rec = sim.run(self.cfg.test_steps, inputs={"x0": chunk, "bias": torch.ones(len(chunk), 1)},
                           monitors=[top_n, top_p])
             out.append((rec[top_n].sum(dim=0) - rec[top_p].sum(dim=0)).cpu().numpy())
         return np.concatenate(out)
+
+    def clamped_run(self, x: np.ndarray, labels: np.ndarray, monitors=()) -> Tuple[np.ndarray, Recording]:
+        """Show images with their labels clamped for ``cfg.steps`` steps, learning off.
+
+        Returns the energy ``1/2 sum_l ||e_l||^2`` per step (batch mean, errors read from the
+        ``e<l>p`` currents) ``(steps,)`` and the recording of ``monitors``."""
+        xt = torch.as_tensor(x, dtype=self.dtype, device=self.device)
+        onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), self.n_outputs).to(self.dtype).to(self.device)
+        sim = self.frozen(len(x), clamped=True)
+        errors = [f"e{l}p.i" for l in range(1, self.L + 1)]
+        rec = sim.run(self.cfg.steps, inputs={"x0": xt, "bias": torch.ones(len(x), 1), TOP: onehot},
+                      monitors=[*errors, *monitors])
+        gain = self.cfg.current_gain
+        energy = sum(0.5 * ((rec[m] / gain) ** 2).sum(dim=2).mean(dim=1) for m in errors)
+        return energy.cpu().numpy(), rec
 
     def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
         """Test accuracy of the spike-count readout (:meth:`output_counts`)."""

@@ -298,7 +298,8 @@ class Simulator:
                 rule.record(self.plastic[name], self.spikes[proj.pre], self.spikes[proj.post], within, signals)
                 if self.time_step % t_epoch == 0:
                     rule.learn(self.plastic[name], self.syn[name], self.params[name], self.time_step)
-                    learned.add(name)
+                    if self.time_step % rule.rule.update_period == 0:  # else u was 0: nothing changed
+                        learned.add(name)
             if learned and self._tied:
                 self._refresh_ties(learned)
         return self.spikes
@@ -429,3 +430,5 @@ class Simulator:
         for proj, ps in self.params.items():
             for k in list(ps):
                 ps[k] = t(f"params/{proj}/{k}", ps[k]).reshape(self.replicas, 1, 1)
+        # Tied weights follow their sources, whatever the state held for them.
+        self._refresh_ties({p.tie.source for p in self._tied})

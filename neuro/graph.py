@@ -63,6 +63,19 @@ class Tie:
     transpose: bool = True
     scale: float = 1.0
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str):
+            raise ValueError(f"a tie's source must be a projection name, got {self.source!r}")
+        if not isinstance(self.transpose, (bool, np.bool_)):
+            raise ValueError(f"a tie's transpose must be True or False, got {self.transpose!r}")
+        if isinstance(self.scale, (bool, np.bool_)) or not isinstance(self.scale, (int, float, np.number)):
+            raise ValueError(f"a tie's scale must be a number, got {self.scale!r}")
+        if not np.isfinite(self.scale):
+            raise ValueError(f"a tie's scale must be finite, got {self.scale!r}")
+        # Plain Python values, so the description stays JSON-safe.
+        object.__setattr__(self, "transpose", bool(self.transpose))
+        object.__setattr__(self, "scale", float(self.scale))
+
     def apply(self, w: np.ndarray) -> np.ndarray:
         """The tied weights for source weights ``w`` ``(..., post, pre)``."""
         w = np.swapaxes(w, -1, -2) if self.transpose else w
@@ -75,12 +88,7 @@ class Tie:
     def from_data(data: Any) -> "Tie":
         if not isinstance(data, dict) or set(data) != {"source", "transpose", "scale"}:
             raise ValueError(f"a tie must be a mapping with keys source, transpose, scale, got {data!r:.200}")
-        if not isinstance(data["source"], str) or not isinstance(data["transpose"], bool):
-            raise ValueError(f"a tie needs a projection name and a boolean transpose, got {data!r:.200}")
-        scale = float(data["scale"])
-        if not np.isfinite(scale):
-            raise ValueError(f"a tie's scale must be finite, got {scale!r}")
-        return Tie(data["source"], data["transpose"], scale)
+        return Tie(data["source"], data["transpose"], data["scale"])
 
 
 @dataclass
@@ -187,6 +195,14 @@ class Network:
             raise ValueError(f"connect {name!r}: weights contain NaN or infinite values")
         if tie is not None:
             self._check_tie(name, w, rule, tie)
+        if rule is not None:
+            model = self.populations[post_name].model
+            for trace_name, tr in rule.traces.items():
+                if tr.driven_by in ("v", "i") and rule.uses(trace_name) and tr.driven_by not in model.state_names:
+                    raise ValueError(
+                        f"connect {name!r}: rule {rule.name!r} reads {trace_name} from the post neuron's {tr.driven_by!r}, "
+                        f"which a {type(model).__name__} neuron does not have ({', '.join(model.state_names)})"
+                    )
         proj = Projection(name, pre_name, post_name, w.copy(), rule, tie)
         self.projections[name] = proj
         return proj

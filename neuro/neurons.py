@@ -51,6 +51,7 @@ class LIF:
     i_max: float = math.inf
 
     def __post_init__(self) -> None:
+        _check_positive("tau_mem", self.tau_mem)
         if not self.i_min < self.i_max:
             raise ValueError(f"i_min must be below i_max, got [{self.i_min}, {self.i_max}]")
         _check_positive("tau_syn", self.tau_syn)

@@ -346,3 +346,12 @@ def test_encoders_are_not_exported_and_inexact_lif_import_warns():
     assert 1e-5 * (1 / 1e-5) != 1.0
     with pytest.warns(NIRImportWarning, match="tau_syn = dt"):
         from_nir(_graph(lif), dt=1e-5)
+
+
+def test_bounded_current_is_refused():
+    net = Network(dt=DT)
+    net.input("x", 4)
+    net.population("a", 3, LIF(i_min=0.0, i_max=1.0))
+    net.connect("x", "a", 0.6)
+    with pytest.raises(NIRExportError, match=r"'a'.*saturates at \[0, 1\]"):
+        to_nir(net)

@@ -1,0 +1,111 @@
+"""Graph and neuron features predictive coding needs, tested on their own:
+
+* ties: weights that follow another projection's (transposed, scaled), checked when built,
+  kept by the engine after every learning epoch of the source and by ``set_weights``, saved and
+  loaded with the model;
+* a LIF whose current saturates (``i_min`` / ``i_max``);
+* the regular (deterministic) rate encoder.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neuro import LIF, LearningRule, Network, RegularEncoder, Simulator, Tie, Trace, x1, y0
+from neuro.io import describe, load, save
+from neuro.neurons import model_from_data, model_to_data
+
+
+def tied_net() -> Network:
+    net = Network(dt=1e-3)
+    net.input("a", 4, RegularEncoder(max_rate=500.0))
+    net.population("b", 3, LIF(tau_mem=10e-3, v_th=0.2))
+    rule = LearningRule(dw=0.01 * y0 * x1, traces={"x1": Trace(1.0, 20e-3)}, t_epoch=5)
+    net.connect("a", "b", np.random.default_rng(0).uniform(0, 0.5, (3, 4)), rule=rule, name="ff")
+    net.population("c", 4, LIF())
+    net.tied("b", "c", "ff", transpose=True, scale=-2.0, name="back")
+    return net
+
+
+def test_ties_are_checked_when_built():
+    net = tied_net()
+    np.testing.assert_array_equal(net.projections["back"].weights, -2.0 * net.projections["ff"].weights.T)
+    with pytest.raises(ValueError, match="unknown projection 'nope'"):
+        net.connect("b", "c", np.zeros((4, 3)), name="x", tie=Tie("nope"))
+    with pytest.raises(ValueError, match="itself tied"):
+        net.tied("c", "b", "back", name="y")
+    with pytest.raises(ValueError, match="cannot have a rule"):
+        net.connect("b", "c", -2.0 * net.projections["ff"].weights.T, name="z", tie=Tie("ff", scale=-2.0),
+                    rule=net.projections["ff"].rule)
+    with pytest.raises(ValueError, match="shape"):
+        net.tied("a", "b", "ff", transpose=True, name="w")  # (4, 3) weights onto a (3, 4) projection
+    with pytest.raises(ValueError, match="differ from the tie"):
+        net.connect("b", "c", np.zeros((4, 3)), name="v", tie=Tie("ff", scale=-2.0))
+    with pytest.raises(ValueError, match="tie must be a mapping"):
+        Tie.from_data({"source": "ff"})
+
+
+def test_engine_keeps_ties_after_learning_and_set_weights():
+    net = tied_net()
+    sim = Simulator(net, dtype=torch.float64)
+    rec = sim.run(12, {"a": np.full(4, 1.0)}, monitors=["ff.w", "back.w"])
+    ff, back = rec["ff.w"][:, 0], rec["back.w"][:, 0]
+    assert not torch.equal(ff[4], ff[3])  # learned at step 5
+    for k in range(12):
+        torch.testing.assert_close(back[k], -2.0 * ff[k].T, rtol=0, atol=0)
+    sim.set_weights("ff", torch.zeros(3, 4))
+    assert torch.count_nonzero(sim.weights("back")) == 0
+    with pytest.raises(ValueError, match="tied to 'ff'"):
+        sim.set_weights("back", torch.zeros(4, 3))
+
+
+def test_ties_and_bounds_survive_a_model_file(tmp_path):
+    net = tied_net()
+    net.population("bounded", 2, LIF(i_min=0.0, i_max=1.0))
+    net.connect("a", "bounded", np.ones((2, 4)), name="drive")
+    sim = Simulator(net, dtype=torch.float64)
+    sim.run(7, {"a": np.full(4, 1.0)})
+    path = tmp_path / "tied.h5"
+    save(path, sim)
+    loaded = load(path)
+    proj = loaded.network.projections["back"]
+    assert proj.tie == Tie("ff", transpose=True, scale=-2.0) and proj.rule is None
+    assert loaded.network.populations["bounded"].model == LIF(i_min=0.0, i_max=1.0)
+    assert "tied: -2 x ff^T" in describe(path)
+    a = sim.run(10, {"a": np.full(4, 1.0)}, monitors=["back.w", "bounded.i"])
+    b = loaded.run(10, {"a": np.full(4, 1.0)}, monitors=["back.w", "bounded.i"])
+    torch.testing.assert_close(a["back.w"], b["back.w"], rtol=0, atol=0)
+    torch.testing.assert_close(a["bounded.i"], b["bounded.i"], rtol=0, atol=0)
+
+
+def test_bounded_current_saturates_before_the_membrane_integrates_it():
+    model = LIF(tau_mem=1.0, tau_syn=1.0, v_th=10.0, i_min=0.0, i_max=1.0)
+    state = model.initial_state((1, 3), torch.zeros((), dtype=torch.float64))
+    for _ in range(5):
+        model.step(torch.tensor([[0.4, -0.4, 2.0]], dtype=torch.float64), state, 1e-3)
+    du = 1e-3
+    assert state["i"][0, 0] == pytest.approx(1.0 * (1 - du))   # climbed and saturated
+    assert state["i"][0, 1] == 0.0 and state["i"][0, 2] == pytest.approx(1.0 * (1 - du))
+    # v integrated the bounded current, never 2.0: after 5 steps at most 5 * dt/tau_mem * 1.
+    assert state["v"][0, 2] <= 5e-3 + 1e-12
+    assert model_from_data(model_to_data(model)) == model
+    assert model_from_data(model_to_data(LIF())) == LIF()
+    assert math.isinf(model_from_data(model_to_data(LIF())).i_min) and model_from_data(model_to_data(LIF())).i_min < 0
+    with pytest.raises(ValueError, match="i_min must be below i_max"):
+        LIF(i_min=1.0, i_max=0.0)
+
+
+def test_regular_encoder_spikes_evenly_and_repeatably():
+    enc = RegularEncoder(max_rate=1000.0)
+    values = torch.tensor([[0.0, 0.25, 0.5, 0.9, 1.0, 0.25]])
+    spikes = torch.stack([enc.step(values, k, 1e-3, torch.Generator()) for k in range(200)])[:, 0]
+    counts = spikes.sum(dim=0)
+    assert torch.all((counts - 200 * values[0]).abs() <= 1)
+    assert torch.equal(spikes[:, 4], torch.ones(200))  # value 1 at one spike per step: every step
+    # Equal values, different inputs: the same count, not the same steps (phases differ).
+    assert counts[1] == counts[5] and not torch.equal(spikes[:, 1], spikes[:, 5])
+    gaps = torch.diff(torch.nonzero(spikes[:, 1])[:, 0])
+    assert set(gaps.tolist()) == {4}
+    with pytest.raises(ValueError, match="exceeds one spike per step"):
+        RegularEncoder(max_rate=2000.0).step(values, 0, 1e-3, torch.Generator())
