@@ -146,3 +146,12 @@ def test_check_names_what_loihi2_cannot_run(tmp_path, capsys):
     assert main(["check", "--target", "loihi2", path]) == 1
     out = capsys.readouterr().out
     assert "DOES NOT FIT (3 reasons)" in out and "e2p_to_x1" in out and "x1" in out
+
+
+def test_lava_fixed_point_refuses_what_only_floating_point_runs():
+    pytest.importorskip("lava")
+    from export.lava import LavaExportError, run_lava
+
+    net = build_spiking(16, 3, SMALL, rule_eta=ETA)
+    with pytest.raises(LavaExportError, match="'x1': a bounded current.*floating_pt"):
+        run_lava(net, 10, small_inputs(), select_tag="fixed_pt")

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from neuro import LIF, LearningRule, Network, RegularEncoder, Simulator, Tie, Trace, x1, y0
+from neuro import y2 as y2_i
 from neuro.io import describe, load, save
 from neuro.neurons import model_from_data, model_to_data
 
@@ -109,3 +110,64 @@ def test_regular_encoder_spikes_evenly_and_repeatably():
     assert set(gaps.tolist()) == {4}
     with pytest.raises(ValueError, match="exceeds one spike per step"):
         RegularEncoder(max_rate=2000.0).step(values, 0, 1e-3, torch.Generator())
+
+
+def test_per_replica_ties_follow_each_replicas_weights():
+    net = Network(dt=1e-3)
+    net.input("a", 4, RegularEncoder(max_rate=500.0))
+    net.population("b", 3, LIF(tau_mem=10e-3, v_th=0.2))
+    rule = LearningRule(dw=0.01 * y0 * x1, traces={"x1": Trace(1.0, 20e-3)})
+    w = np.random.default_rng(1).uniform(0, 0.5, (2, 3, 4))  # two replicas, each its own weights
+    net.connect("a", "b", w, rule=rule, name="ff")
+    net.population("c", 4, LIF())
+    back = net.tied("b", "c", "ff", scale=0.5, name="back")
+    assert back.weights.shape == (2, 4, 3)
+    sim = Simulator(net, replicas=2, dtype=torch.float64)
+    sim.run(20, {"a": np.array([[1.0, 0.5, 0.2, 0.0], [0.0, 0.2, 0.5, 1.0]])})
+    ff = sim.weights("ff")
+    assert not torch.allclose(ff[0] - torch.as_tensor(w[0]), ff[1] - torch.as_tensor(w[1]))  # they learned apart
+    torch.testing.assert_close(sim.weights("back"), 0.5 * ff.transpose(1, 2), rtol=0, atol=0)
+
+
+def test_tie_values_are_checked_and_kept_json_safe():
+    tie = Tie("ff", transpose=np.bool_(True), scale=np.float32(2.0))
+    assert type(tie.transpose) is bool and type(tie.scale) is float
+    for bad, match in [(dict(source=3), "projection name"), (dict(source="ff", transpose=1), "True or False"),
+                       (dict(source="ff", scale="2"), "must be a number"), (dict(source="ff", scale=float("nan")), "finite")]:
+        with pytest.raises(ValueError, match=match):
+            Tie(**bad)
+    with pytest.raises(ValueError, match="must be a number"):
+        Tie.from_data({"source": "ff", "transpose": True, "scale": True})
+
+
+def test_a_tie_loaded_from_a_state_follows_its_source():
+    net = tied_net()
+    sim = Simulator(net, dtype=torch.float64)
+    state = sim.state_dict()
+    state["synapses/back/w"] = np.zeros_like(state["synapses/back/w"])  # an edited or damaged file
+    sim.load_state_dict(state)
+    torch.testing.assert_close(sim.weights("back"), -2.0 * sim.weights("ff").T, rtol=0, atol=0)
+
+
+def test_a_rule_reading_a_state_the_post_neuron_lacks_is_refused():
+    from neuro import IAF
+
+    net = Network(dt=1e-3)
+    net.input("a", 2)
+    net.population("b", 2, IAF())
+    rule = LearningRule(dw=0.1 * y0 * x1 * y2_i, traces={"x1": Trace(1.0, 20e-3), "y2": Trace(driven_by="i")})
+    with pytest.raises(ValueError, match="reads y2 from the post neuron's 'i'.*IAF"):
+        net.connect("a", "b", 0.1, rule=rule)
+
+
+def test_fixed_point_refuses_what_it_cannot_follow():
+    from hardware.fixed_point import FixedPointError, to_fixed_point
+
+    with pytest.raises(FixedPointError, match="'back' is tied to 'ff', which learns"):
+        to_fixed_point(tied_net())
+    net = Network(dt=1e-3)
+    net.input("a", 2)
+    net.population("b", 2, LIF(i_min=0.0, i_max=1.0))
+    net.connect("a", "b", 0.1)
+    with pytest.raises(FixedPointError, match="'b'.*saturates"):
+        to_fixed_point(net)
