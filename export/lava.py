@@ -107,7 +107,7 @@ def _lif_params(name: str, pop, dt: float) -> Dict[str, float]:
 def _current_bounds(name: str, pop) -> Optional[tuple]:
     """``(u_min, u_max)`` of a LIF population whose current saturates (Lava's ``u`` is the engine's
     current before its decay, where the engine applies the bounds), else ``None``."""
-    m = pop.model
+    m = getattr(pop, "model", None)  # input populations have none
     if not (isinstance(m, LIF) and m.bounded):
         return None
     return (m.i_min, m.i_max)
