@@ -14,12 +14,8 @@ from norse.torch.functional.encode import poisson_encode_step
 
 
 @dataclass(frozen=True)
-class PoissonEncoder:
-    """Independent Bernoulli spikes per step with probability ``value * max_rate * dt``.
-
-    Parameters:
-        max_rate: firing rate in Hz of an input with value 1.
-    """
+class _RateCode:
+    """A value in [0, 1] fires at ``value * max_rate`` Hz (``max_rate``: of an input with value 1)."""
 
     max_rate: float = 100.0
 
@@ -27,11 +23,25 @@ class PoissonEncoder:
         if not self.max_rate > 0:
             raise ValueError(f"max_rate must be positive (Hz), got {self.max_rate!r}")
 
+    def per_step(self, dt: float) -> float:
+        """Spikes per step of an input with value 1 (at most one)."""
+        if self.max_rate * dt > 1:
+            raise ValueError(f"max_rate {self.max_rate} Hz exceeds one spike per step of {dt} s")
+        return self.max_rate * dt
+
+
+@dataclass(frozen=True)
+class PoissonEncoder(_RateCode):
+    """Independent Bernoulli spikes per step with probability ``value * max_rate * dt``.
+
+    Parameters:
+        max_rate: firing rate in Hz of an input with value 1.
+    """
+
     def step(
         self, values: torch.Tensor, step_in_presentation: int, dt: float, generator: torch.Generator
     ) -> torch.Tensor:
-        if self.max_rate * dt > 1:
-            raise ValueError(f"max_rate {self.max_rate} Hz exceeds one spike per step of {dt} s")
+        self.per_step(dt)
         return poisson_encode_step(values, f_max=self.max_rate, dt=dt, generator=generator).to(values.dtype)
 
 
@@ -60,7 +70,7 @@ class LatencyEncoder:
 
 
 @dataclass(frozen=True)
-class RegularEncoder:
+class RegularEncoder(_RateCode):
     """Evenly spaced spikes at ``value * max_rate`` Hz, without randomness: rate coding with
     far less noise than Poisson spikes (only the rounding of a rate to whole spikes).
 
@@ -73,18 +83,10 @@ class RegularEncoder:
         max_rate: firing rate in Hz of an input with value 1 (at most one spike per step).
     """
 
-    max_rate: float = 100.0
-
-    def __post_init__(self) -> None:
-        if not self.max_rate > 0:
-            raise ValueError(f"max_rate must be positive (Hz), got {self.max_rate!r}")
-
     def step(
         self, values: torch.Tensor, step_in_presentation: int, dt: float, generator: torch.Generator
     ) -> torch.Tensor:
-        if self.max_rate * dt > 1:
-            raise ValueError(f"max_rate {self.max_rate} Hz exceeds one spike per step of {dt} s")
-        p = values.clamp(0, 1) * (self.max_rate * dt)
+        p = values.clamp(0, 1) * self.per_step(dt)
         index = torch.arange(values.shape[-1], device=values.device, dtype=torch.float64)
         phase = torch.frac(index * 0.6180339887498949).to(values.dtype)
         k = step_in_presentation
