@@ -217,12 +217,20 @@ class SpikingPC:
         n_batches = len(x) // cfg.batch
         t0 = time.perf_counter()
         bar = tqdm(total=cfg.epochs * n_batches, disable=not progress, desc="spiking PC", unit="batch")
-        for _ in range(cfg.epochs):
+        for epoch in range(cfg.epochs):
             order = rng.permutation(len(x))
             for b in range(n_batches):
                 idx = torch.as_tensor(order[b * cfg.batch : (b + 1) * cfg.batch], device=self.device)
                 self.learn(xt[idx], onehot[idx])
                 bar.update()
+            bad = [n for n in self.plastic if not torch.isfinite(self.sim.weights(n)).all()]
+            if bad:
+                bar.close()
+                raise FloatingPointError(
+                    f"spiking PC diverged in epoch {epoch + 1}: weights of {bad} are no longer finite. The first "
+                    f"layer's errors need not vanish (values live in [0, 1]), so it learns like LMS: keep "
+                    f"eta * E||x||^2 below about 2 (eta = {cfg.eta}, E||x||^2 = {float((xt**2).sum(1).mean()):.1f})"
+                )
         bar.close()
         return time.perf_counter() - t0
 
