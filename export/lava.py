@@ -207,12 +207,11 @@ def run_lava(
         for name, pop in network.populations.items():
             if _current_bounds(name, pop) is not None:
                 raise LavaExportError(f"population {name!r}: a bounded current (i_min/i_max) runs only with floating_pt")
-        for name, proj in network.projections.items():
-            if proj.tie is not None and network.projections[proj.tie.source].rule is not None:
-                raise LavaExportError(
-                    f"projection {name!r}: tied to the learning {proj.tie.source!r}; the host rewrites tied "
-                    "weights only with floating_pt"
-                )
+        for proj in network.learning_ties():
+            raise LavaExportError(
+                f"projection {proj.name!r}: tied to the learning {proj.tie.source!r}; the host rewrites tied "
+                "weights only with floating_pt"
+            )
     start = _start_state(network, initial)
     spikes = encoded_inputs(
         network, steps, inputs or {}, seed, None if initial is None else initial.generator.get_state()
@@ -316,7 +315,7 @@ def run_lava(
     anchor = next(iter(procs.values()))
     out = Recording()
     cfg = Loihi2SimCfg(select_tag=select_tag)
-    live = [p for p in network.projections.values() if p.tie is not None and p.tie.source in lowered]
+    live = network.learning_ties()
     chunk = math.gcd(*(network.projections[p.tie.source].rule.update_period for p in live)) if live else steps
     try:
         done = 0

@@ -118,11 +118,9 @@ def neuron_problems(name: str, model, target: Target) -> List[str]:
 def tie_problems(net: Network, name: str, target: Target) -> List[str]:
     """Why a projection tied to a plastic one cannot stay tied on ``target`` (empty if it can)."""
     proj = net.projections[name]
-    if proj.tie is None or target.rule_ops is None:
-        return []
-    src = net.projections[proj.tie.source]
-    if src.rule is None:
+    if target.rule_ops is None or name not in {p.name for p in net.learning_ties()}:
         return []  # a copy of static weights is uploaded once
+    src = net.projections[proj.tie.source]
     how = ("the transpose of " if proj.tie.transpose else "") + (
         "" if proj.tie.scale == 1 else f"{proj.tie.scale:g} x ") + repr(src.name)
     return [

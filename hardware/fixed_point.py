@@ -443,11 +443,11 @@ def to_fixed_point(
     for proj in network.projections.values():
         if np.ndim(proj.weights) != 2:
             raise FixedPointError(f"projection {proj.name!r}: fixed point needs shared (post, pre) weights")
-        if proj.tie is not None and network.projections[proj.tie.source].rule is not None:
-            raise FixedPointError(
-                f"projection {proj.name!r} is tied to {proj.tie.source!r}, which learns: the fixed-point model "
-                "does not rewrite tied weights (on Loihi 2 the host would have to)"
-            )
+    for proj in network.learning_ties():
+        raise FixedPointError(
+            f"projection {proj.name!r} is tied to {proj.tie.source!r}, which learns: the fixed-point model "
+            "does not rewrite tied weights (on Loihi 2 the host would have to)"
+        )
     for name, pop in network.populations.items():
         if isinstance(pop, InputPopulation):
             inputs.append(name)

@@ -201,6 +201,10 @@ class SpikingPC:
     def plastic(self):
         return [n for n, p in self.network.projections.items() if p.rule is not None]
 
+    def _onehot(self, labels: np.ndarray) -> torch.Tensor:
+        """Labels ``(n,)`` as the top value's one-hot rates ``(n, classes)``."""
+        return torch.nn.functional.one_hot(torch.as_tensor(labels), self.n_outputs).to(self.dtype).to(self.device)
+
     def learn(self, x: torch.Tensor, onehot: torch.Tensor) -> None:
         """Show ``cfg.batch`` samples for ``cfg.steps`` steps with their labels clamped; learn at the end."""
         self.sim.reset_neurons()
@@ -212,7 +216,7 @@ class SpikingPC:
         replicas are fixed); returns seconds spent."""
         cfg = self.cfg
         xt = torch.as_tensor(x, dtype=self.dtype, device=self.device)
-        onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), self.n_outputs).to(self.dtype).to(self.device)
+        onehot = self._onehot(labels)
         rng = np.random.default_rng(cfg.seed)
         n_batches = len(x) // cfg.batch
         t0 = time.perf_counter()
@@ -267,7 +271,7 @@ class SpikingPC:
         Returns the energy ``1/2 sum_l ||e_l||^2`` per step (batch mean, errors read from the
         ``e<l>p`` currents) ``(steps,)`` and the recording of ``monitors``."""
         xt = torch.as_tensor(x, dtype=self.dtype, device=self.device)
-        onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), self.n_outputs).to(self.dtype).to(self.device)
+        onehot = self._onehot(labels)
         sim = self.frozen(len(x), clamped=True)
         errors = [f"e{l}p.i" for l in range(1, self.L + 1)]
         rec = sim.run(self.cfg.steps, inputs={"x0": xt, "bias": torch.ones(len(x), 1), TOP: onehot},

@@ -232,9 +232,7 @@ class Simulator:
     def _refresh_ties(self, sources) -> None:
         for proj in self._tied:
             if proj.tie.source in sources:
-                w = self.syn[proj.tie.source]["w"]
-                w = w.transpose(-1, -2) if proj.tie.transpose else w
-                self.syn[proj.name]["w"] = (w * proj.tie.scale).contiguous()
+                self.syn[proj.name]["w"] = proj.tie.apply(self.syn[proj.tie.source]["w"]).contiguous()
 
     # --- stepping ----------------------------------------------------------------------------------
     def _as_state(self, x: TensorLike, n: int, what: str) -> torch.Tensor:

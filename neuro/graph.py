@@ -76,9 +76,9 @@ class Tie:
         object.__setattr__(self, "transpose", bool(self.transpose))
         object.__setattr__(self, "scale", float(self.scale))
 
-    def apply(self, w: np.ndarray) -> np.ndarray:
-        """The tied weights for source weights ``w`` ``(..., post, pre)``."""
-        w = np.swapaxes(w, -1, -2) if self.transpose else w
+    def apply(self, w):
+        """The tied weights for source weights ``w`` ``(..., post, pre)``, a numpy array or a torch tensor."""
+        w = w.swapaxes(-1, -2) if self.transpose else w
         return self.scale * w
 
     def to_data(self) -> Dict[str, Any]:
@@ -239,6 +239,11 @@ class Network:
             )
         if not np.allclose(w, expected, rtol=1e-12, atol=0.0):
             raise ValueError(f"projection {name!r}: weights differ from the tie to {tie.source!r} applied to its weights")
+
+    def learning_ties(self) -> List[Projection]:
+        """The tied projections whose source learns: a back-end must rewrite them as the source changes."""
+        return [p for p in self.projections.values()
+                if p.tie is not None and self.projections[p.tie.source].rule is not None]
 
     def incoming(self, post: str) -> List[Projection]:
         return [p for p in self.projections.values() if p.post == post]
