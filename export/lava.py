@@ -9,7 +9,8 @@ Mapping (each checked against the torch engine in tests/test_lava_export.py):
   voltage is ours divided by ``dv``: the threshold becomes ``v_th / dv`` and
   the leak potential the bias ``v_leak``; weights are unchanged;
 * :class:`~neuro.IAF` -> Lava ``LIF`` with ``du = 1`` (no current memory), ``dv = 0``;
-* a LIF whose current saturates (``i_min`` / ``i_max``) -> :class:`~export.lava_procs.BoundedLIF`
+* a LIF whose current saturates (``i_min`` / ``i_max``) or that gates an input (``gate_min`` /
+  ``gate_max``, projections with ``gated``) -> :class:`~export.lava_procs.BoundedLIF` (its ``a_gated`` port)
   (floating point);
 * a static projection -> ``Dense``; a plastic one -> ``LearningDense`` with the
   rule lowered by :mod:`export.loihi_rules`, fed the post population's spikes
@@ -104,13 +105,11 @@ def _lif_params(name: str, pop, dt: float) -> Dict[str, float]:
     raise LavaExportError(f"population {name!r}: no Lava process for {type(m).__name__}")
 
 
-def _current_bounds(name: str, pop) -> Optional[tuple]:
-    """``(u_min, u_max)`` of a LIF population whose current saturates (Lava's ``u`` is the engine's
-    current before its decay, where the engine applies the bounds), else ``None``."""
+def _custom_lif(pop) -> Optional[LIF]:
+    """The model of a LIF population that needs :class:`~export.lava_procs.BoundedLIF` (a saturating
+    current or a gate), else ``None``."""
     m = getattr(pop, "model", None)  # input populations have none
-    if not (isinstance(m, LIF) and m.bounded):
-        return None
-    return (m.i_min, m.i_max)
+    return m if isinstance(m, LIF) and m.beyond_lava() else None
 
 
 def _post_factor_specs(network: Network, post: str, lowered: Mapping[str, LoihiRule]) -> Dict[str, tuple]:
@@ -205,8 +204,8 @@ def run_lava(
     dt = network.dt
     if select_tag != "floating_pt":
         for name, pop in network.populations.items():
-            if _current_bounds(name, pop) is not None:
-                raise LavaExportError(f"population {name!r}: a bounded current (i_min/i_max) runs only with floating_pt")
+            if _custom_lif(pop) is not None:
+                raise LavaExportError(f"population {name!r}: {'; '.join(pop.model.beyond_lava())}: runs only with floating_pt")
         for proj in network.learning_ties():
             raise LavaExportError(
                 f"projection {proj.name!r}: tied to the learning {proj.tie.source!r}; the host rewrites tied "
@@ -233,23 +232,21 @@ def run_lava(
             if f"neurons/{name}/i" in start:  # LIF; an IAF keeps no current
                 params["u"] = start[f"neurons/{name}/i"] / (1.0 - params["du"])
         specs = _post_factor_specs(network, name, lowered)
-        bounds = _current_bounds(name, pop)
-        if bounds is not None:
-            if specs:
-                raise LavaExportError(
-                    f"population {name!r}: a bounded current (i_min/i_max) and post factors for learning are not "
-                    "combined in one Lava process yet"
-                )
-            procs[name] = BoundedLIF(shape=(pop.n,), name=name, u_min=bounds[0], u_max=bounds[1], **params)
-        elif specs:
+        m = _custom_lif(pop)
+        custom = None if m is None else dict(u_min=m.i_min, u_max=m.i_max, g_min=m.gate_min, g_max=m.gate_max,
+                                             subtract_reset=m.subtract_reset)
+        if specs:
             uses_tf = any(spec == ("driven", "third_factor") for spec in specs.values())
             procs[name] = FactorLIF(
-                shape=(pop.n,), traces=specs, v_scale=scale[name], third_factor=uses_tf, name=name, **params
+                shape=(pop.n,), traces=specs, v_scale=scale[name], third_factor=uses_tf, custom=custom, name=name,
+                **params
             )
             if uses_tf:
                 if name not in third_factors:
                     raise LavaExportError(f"population {name!r} needs a third factor: pass third_factors[{name!r}]")
                 factor_sources.append((name, _sequence(third_factors.pop(name), steps, pop.n, name)))
+        elif custom is not None:
+            procs[name] = BoundedLIF(shape=(pop.n,), name=name, **custom, **params)
         else:
             procs[name] = LavaLIF(shape=(pop.n,), name=name, **params)
     if third_factors:
@@ -289,7 +286,7 @@ def run_lava(
                 post.s_out.connect(conn.s_in_bap)
         _set_initial(conn.a_buff, start.get(f"buffers/{name}"))
         procs[proj.pre].s_out.connect(conn.s_in)
-        conn.a_out.connect(procs[proj.post].a_in)
+        conn.a_out.connect(procs[proj.post].a_gated if proj.gated else procs[proj.post].a_in)
         conns[name] = conn
 
     probes = {}

@@ -98,11 +98,12 @@ def neuron_problems(name: str, model, target: Target) -> List[str]:
                 + (", v_leak - v_reset" if isinstance(model, LIF) else "")
                 + "), unless a rule reads v through a driven trace"
             )
-        if isinstance(model, LIF) and model.bounded:
-            problems.append(
-                f"{where}: its current saturates at [{model.i_min:g}, {model.i_max:g}] (i_min/i_max); Lava's LIF, "
-                "like Loihi 2's standard neuron program, bounds the current only by its 24-bit range, so this needs "
-                "a custom (microcode) neuron program on chip (export.lava simulates it with BoundedLIF, floating point)"
+        if isinstance(model, LIF):
+            problems.extend(
+                f"{where}: {what}; Lava's LIF, like Loihi 2's standard neuron program, has one input and bounds the "
+                "current only by its 24-bit range, so this needs a custom (microcode) neuron program on chip "
+                "(export.lava simulates it with BoundedLIF, floating point)"
+                for what in model.beyond_lava()
             )
         if isinstance(model, LIF) and model.theta_plus > 0:
             problems.append(

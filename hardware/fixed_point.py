@@ -459,10 +459,10 @@ def to_fixed_point(
             raise FixedPointError(f"population {name!r}: Lava's LIF resets to 0, got v_reset={m.v_reset}")
         if isinstance(m, LIF) and m.theta_plus != 0.0:
             raise FixedPointError(f"population {name!r}: Lava's LIF has no adaptive threshold")
-        if isinstance(m, LIF) and m.bounded:
+        if isinstance(m, LIF) and m.beyond_lava():
             raise FixedPointError(
-                f"population {name!r}: its current saturates at [{m.i_min:g}, {m.i_max:g}]; Lava's fixed-point LIF "
-                "bounds it only by its 24-bit range"
+                f"population {name!r}: {'; '.join(m.beyond_lava())}; Lava's fixed-point LIF has one input and bounds "
+                "its current only by its 24-bit range"
             )
         incoming = [(np.asarray(p.weights, dtype=np.float64), None) for p in network.incoming(name)]
         if name in scales:

@@ -1,22 +1,26 @@
-"""Spiking predictive coding: value and error units that talk in spikes, signed errors in pairs.
+"""Spiking predictive coding: value and error units that talk in spikes, signed values and errors in pairs.
 
 The rate network of :mod:`networks.pc` made of spiking neurons (``dt`` steps, the torch engine):
 
-* value units ``x<l>`` (hidden layers): LIF neurons whose synaptic current ``i`` *is* the value,
-  bounded to [0, 1] (``i_min``/``i_max``; a near-perfect integrator, ``tau_value``), and whose spike
-  rate is its activity, about ``rate * x`` spikes per step (a slow membrane that resets to 0, so
-  exactly one spike every ``ceil(1 / (rate x))`` steps): errors compare activities, as in a rate
-  network with values in [0, 1] and ``f`` the identity there;
+* value units in pairs ``x<l>`` / ``x<l>m`` (hidden layers): LIF neurons whose synaptic current
+  ``i`` *is* the value ``x`` (``x<l>m``: ``-x``), bounded to [-1, 1] (``i_min``/``i_max``; a
+  near-perfect integrator, ``tau_value``). A unit fires ``rate`` spikes per step per unit of its
+  current's positive part, exactly on average (``subtract_reset``: the membrane keeps what exceeded
+  the threshold), so ``x<l>`` sends ``f(x) = clip(x, 0, 1)`` up to the next prediction and the pair
+  together send the signed value to the layer's own errors: errors compare *values*, as in the rate
+  network, and vanish when a value reaches its prediction wherever that lies;
 * error units in pairs ``e<l>p`` / ``e<l>n``: the same input with opposite signs,
-  ``+-(f(x_l) - W_l f(x_{l-1}) - b_l)`` per step, so their currents are ``+-e_l`` times
+  ``+-(x_l - W_l f(x_{l-1}) - b_l)`` per step, so their currents are ``+-e_l`` times
   :attr:`SpikingPCConfig.current_gain` and their spikes carry the two halves: the membrane
-  (``tau_mem`` = 1 s) integrates the current, so over a window a unit fires ``error_gain`` spikes per
-  step per unit of the error's positive part, after it has made up what it integrated while the
-  error had the other sign (a lag, not a loss: its membrane holds the negative balance). A signed
-  error thus travels as non-negative spikes;
+  (``tau_mem`` = 1 s, reset by subtraction) integrates the current, so a unit's spike count follows
+  the integral of its error's positive part, after it has made up what it integrated while the
+  error had the other sign (a lag, not a loss). A signed error thus travels as non-negative spikes;
 * inference: each error spike moves the values by ``feedback``: ``e<l>n -> x<l>`` (+),
-  ``e<l>p -> x<l>`` (-), and from the layer above ``W^T`` through projections *tied* to the
-  predictions (:class:`neuro.Tie`), so the values descend the energy ``1/2 sum ||e_l||^2``;
+  ``e<l>p -> x<l>`` (-), mirrored onto ``x<l>m``, and from the layer above ``W^T`` through
+  projections *tied* to the predictions (:class:`neuro.Tie`) and *gated* by the value unit
+  (``gated=True``, gate (0, 1) on ``x<l>``, (-1, 0) on ``x<l>m``): the ``f'(x_l)`` of the rate
+  network's ``x_l += gamma (-e_l + f'(x_l) W^T e_{l+1})``, so the values descend the energy
+  ``1/2 sum ||e_l||^2``;
 * learning: :func:`networks.pc.pc_rule` (``-eta * u * y2 * x1``) on both copies of each prediction,
   ``y2`` the error unit's current (its graded error), ``x1`` the pre value unit's spike trace,
   applied once per presented sample (``u`` is 1 every ``steps = 2**k`` steps: ``u_exponent = k``).
@@ -27,7 +31,12 @@ The rate network of :mod:`networks.pc` made of spiking neurons (``dt`` steps, th
 Supervised use: the image drives ``x0`` (rate-coded spikes), the label drives the top value ``y``
 (an input population: clamped), and the prediction of a test image is read with the label silent
 and the top error's feedback cut (the top is free, as in the rate network): the class whose
-``e<L>n`` minus ``e<L>p`` spike count (``[mu]+`` minus ``[-mu]+``) is largest.
+``e<L>n`` minus ``e<L>p`` spike count (``[mu]+`` minus ``[-mu]+``) over the second half of the
+presentation is largest.
+
+Saturating currents, gated inputs and the subtractive reset are beyond Lava's (and Loihi 2's
+standard) LIF: ``export.lava`` simulates them in floating point (``BoundedLIF``) and
+``neuro check`` names each as needing a custom neuron program.
 """
 from __future__ import annotations
 
@@ -56,8 +65,7 @@ class SpikingPCConfig:
         eta: learning rate in the rate network's units (per sample; the batch mean is applied).
         batch: samples simulated at once (replicas); their updates are summed like a mini-batch.
         epochs: passes over the training images.
-        rate: spikes per step of an activity of 1 (inputs, label and value units alike). LIF neurons
-            that reset to 0 fire every ``ceil(1 / (rate * x))`` steps, so a low rate keeps that staircase fine.
+        rate: spikes per step of an activity of 1 (inputs, label and value units alike).
         feedback: change of a value unit's current per error spike (per step).
         error_gain: error spikes per step per unit error.
         tau_error: time constant of the error units' currents (s): the window of the error estimate.
@@ -70,7 +78,7 @@ class SpikingPCConfig:
     """
 
     hidden: Tuple[int, ...] = (256,)
-    steps: int = 128
+    steps: int = 256
     test_steps: int = 128
     eta: float = 0.1
     batch: int = 32
@@ -116,20 +124,24 @@ class SpikingPCConfig:
 TOP = "y"
 
 
-def value_model(cfg: SpikingPCConfig) -> LIF:
-    """Value units: current = value in [0, 1] (saturating), ``cfg.rate`` spikes per step per unit.
+def value_model(cfg: SpikingPCConfig, mirror: bool = False) -> LIF:
+    """Value units: current = value in [-1, 1] (saturating), ``cfg.rate`` spikes per step per unit of
+    its positive part; feedback from the layer above passes only while the value lies in (0, 1), where
+    ``f = clip(., 0, 1)`` has slope 1 (``mirror``: the unit holding minus the value, gate (-1, 0)).
 
     The threshold sits a hair below ``rate`` units of integrated current so that an exact
     ``1 / rate`` steps suffice for a spike (the comparison is strict)."""
     tau_mem = 1.0
+    gate = (-1.0, 0.0) if mirror else (0.0, 1.0)
     return LIF(tau_mem=tau_mem, tau_syn=cfg.tau_value, v_th=(1 - 1e-6) * cfg.dt / tau_mem / cfg.rate,
-               i_min=0.0, i_max=1.0)
+               i_min=-1.0, i_max=1.0, gate_min=gate[0], gate_max=gate[1], subtract_reset=True)
 
 
 def error_model(cfg: SpikingPCConfig) -> LIF:
     """Error units: ``error_gain`` spikes per step per unit error (their current is ``tau_error / dt`` x it)."""
     tau_mem = 1.0
-    return LIF(tau_mem=tau_mem, tau_syn=cfg.tau_error, v_th=(cfg.dt / tau_mem) * (cfg.tau_error / cfg.dt) / cfg.error_gain)
+    return LIF(tau_mem=tau_mem, tau_syn=cfg.tau_error, v_th=(cfg.dt / tau_mem) * (cfg.tau_error / cfg.dt) / cfg.error_gain,
+               subtract_reset=True)
 
 
 def build_spiking(
@@ -137,11 +149,12 @@ def build_spiking(
     rule_eta: Optional[float] = None,
 ) -> Network:
     """The graph: inputs ``x0`` (pixels, rate-coded), ``bias`` (always on) and ``y`` (the label, top value),
-    value layers ``x1..x<L-1>``, error pairs ``e<l>p``/``e<l>n`` for ``l = 1..L``.
+    value pairs ``x<l>``/``x<l>m`` for the hidden layers, error pairs ``e<l>p``/``e<l>n`` for ``l = 1..L``.
 
     Plastic ``W<l>p``/``W<l>n`` (``-W``/``+W``) and ``B<l>p``/``B<l>n``; static ``x<l>_to_e<l>p``/``n``
-    (``+-1``) and ``e<l>p``/``n_to_x<l>`` (``-+feedback``); tied ``e<l>p``/``n_to_x<l-1>``
-    (``feedback * W^T``, signs as the pair). ``top_feedback=False`` leaves out the top error's
+    (``+-1``), ``x<l>m_to_e<l>p``/``n`` (``-+1``) and ``e<l>p``/``n_to_x<l>`` (``-+feedback``, mirrored
+    onto ``x<l>m``); tied and gated ``e<l>p``/``n_to_x<l-1>`` and ``_to_x<l-1>m`` (``feedback * W^T``,
+    signs as the pairs). ``top_feedback=False`` leaves out the top error's
     feedback (the network used for prediction). ``rule_eta`` overrides :attr:`SpikingPCConfig.rule_eta`
     (e.g. a power of two, which Loihi's learning engine represents exactly).
     """
@@ -158,6 +171,7 @@ def build_spiking(
     for l in range(1, L + 1):
         if l < L:
             net.population(f"x{l}", widths[l], value_model(cfg))
+            net.population(f"x{l}m", widths[l], value_model(cfg, mirror=True))
             values.append(f"x{l}")
         else:
             net.input(TOP, n_outputs, rate_code)
@@ -173,11 +187,15 @@ def build_spiking(
             net.connect("bias", e, np.zeros((n, 1)), rule=rule, name=f"B{l}{half}")
             net.connect(values[l], e, sign * np.eye(n) / cfg.rate, name=f"{values[l]}_to_{e}")
             if l < L:
+                net.connect(f"x{l}m", e, -sign * np.eye(n) / cfg.rate, name=f"x{l}m_to_{e}")
                 net.connect(e, values[l], -sign * cfg.feedback * np.eye(n), name=f"{e}_to_{values[l]}")
+                net.connect(e, f"x{l}m", sign * cfg.feedback * np.eye(n), name=f"{e}_to_x{l}m")
             if l > 1 and (l < L or top_feedback):
                 # x_{l-1} += feedback * W^T e_l: W<l>p holds -W (p: +e), W<l>n holds +W (n: -e).
                 net.tied(e, values[l - 1], f"W{l}{half}", transpose=True, scale=-cfg.feedback,
-                         name=f"{e}_to_{values[l - 1]}")
+                         name=f"{e}_to_{values[l - 1]}", gated=True)
+                net.tied(e, f"x{l - 1}m", f"W{l}{half}", transpose=True, scale=cfg.feedback,
+                         name=f"{e}_to_x{l - 1}m", gated=True)
     return net
 
 
@@ -231,9 +249,10 @@ class SpikingPC:
             if bad:
                 bar.close()
                 raise FloatingPointError(
-                    f"spiking PC diverged in epoch {epoch + 1}: weights of {bad} are no longer finite. The first "
-                    f"layer's errors need not vanish (values live in [0, 1]), so it learns like LMS: keep "
-                    f"eta * E||x||^2 below about 2 (eta = {cfg.eta}, E||x||^2 = {float((xt**2).sum(1).mean()):.1f})"
+                    f"spiking PC diverged in epoch {epoch + 1}: weights of {bad} are no longer finite; lower eta "
+                    f"(now {cfg.eta}): where a prediction leaves the values' range [-1, 1] its error cannot vanish "
+                    f"and that layer learns like LMS, stable for eta * E||x||^2 below about 2 "
+                    f"(E||x||^2 = {float((xt**2).sum(1).mean()):.1f} for the input)"
                 )
         bar.close()
         return time.perf_counter() - t0
@@ -254,7 +273,9 @@ class SpikingPC:
         return sim
 
     def output_counts(self, x: np.ndarray) -> np.ndarray:
-        """Spike counts of ``e<L>n`` minus ``e<L>p`` over ``cfg.test_steps`` steps, label silent ``(n, classes)``."""
+        """Spike counts of ``e<L>n`` minus ``e<L>p`` over the last half of ``cfg.test_steps`` steps (the
+        first half lets the values settle from 0), label silent ``(n, classes)``."""
+        settle = self.cfg.test_steps // 2
         top_n, top_p = f"e{self.L}n.spikes", f"e{self.L}p.spikes"
         out = []
         for start in range(0, len(x), self.test_batch):
@@ -262,7 +283,7 @@ class SpikingPC:
             sim = self.frozen(len(chunk))
             rec = sim.run(self.cfg.test_steps, inputs={"x0": chunk, "bias": torch.ones(len(chunk), 1)},
                           monitors=[top_n, top_p])
-            out.append((rec[top_n].sum(dim=0) - rec[top_p].sum(dim=0)).cpu().numpy())
+            out.append((rec[top_n][settle:].sum(dim=0) - rec[top_p][settle:].sum(dim=0)).cpu().numpy())
         return np.concatenate(out)
 
     def clamped_run(self, x: np.ndarray, labels: np.ndarray, monitors=()) -> Tuple[np.ndarray, Recording]:

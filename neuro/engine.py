@@ -260,9 +260,11 @@ class Simulator:
         self.time_step += 1
         with torch.no_grad():
             currents = {name: None for name in net.populations}
+            gated = {}
             for proj in net.projections.values():
-                c = currents[proj.post]
-                currents[proj.post] = self.buffers[proj.name] if c is None else c + self.buffers[proj.name]
+                into = gated if proj.gated else currents
+                c = into.get(proj.post)
+                into[proj.post] = self.buffers[proj.name] if c is None else c + self.buffers[proj.name]
             for pop in net.populations.values():
                 if isinstance(pop, InputPopulation):
                     x = inputs.get(pop.name)
@@ -276,7 +278,7 @@ class Simulator:
                 else:
                     c = currents[pop.name]
                     c = torch.zeros_like(self.spikes[pop.name]) if c is None else c
-                    self.spikes[pop.name] = pop.model.step(c, self.state[pop.name], self.dt)
+                    self.spikes[pop.name] = pop.model.step(c, self.state[pop.name], self.dt, gated.get(pop.name))
             for proj in net.projections.values():
                 w = self.syn[proj.name]["w"]
                 s = self.spikes[proj.pre]

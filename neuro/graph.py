@@ -108,6 +108,7 @@ class Projection:
     weights: np.ndarray
     rule: Optional[LearningRule] = None
     tie: Optional[Tie] = None
+    gated: bool = False
 
     @property
     def shared(self) -> bool:
@@ -122,6 +123,8 @@ class Projection:
         }
         if self.tie is not None:
             data["tie"] = self.tie.to_data()
+        if self.gated:
+            data["gated"] = True
         return data
 
 
@@ -164,10 +167,13 @@ class Network:
         rule: Optional[LearningRule] = None,
         name: Optional[str] = None,
         tie: Optional[Tie] = None,
+        gated: bool = False,
     ) -> Projection:
         """Add dense synapses; ``weights`` is a number, ``(post, pre)`` or ``(R, post, pre)``.
 
         With ``tie`` the weights must equal the tie applied to the source's (see :meth:`tied`).
+        ``gated``: the input passes only while the post neuron's current lies inside its gate
+        (:class:`~neuro.neurons.LIF` ``gate_min`` / ``gate_max``, which must be set).
         """
         pre_name = pre if isinstance(pre, str) else pre.name
         post_name = post if isinstance(post, str) else post.name
@@ -195,6 +201,12 @@ class Network:
             raise ValueError(f"connect {name!r}: weights contain NaN or infinite values")
         if tie is not None:
             self._check_tie(name, w, rule, tie)
+        post_model = self.populations[post_name].model
+        if gated and not getattr(post_model, "gated", False):
+            raise ValueError(
+                f"connect {name!r}: gated input needs a post neuron with a gate (LIF gate_min/gate_max); "
+                f"{post_name!r} is a {post_model}"
+            )
         if rule is not None:
             model = self.populations[post_name].model
             for trace_name, tr in rule.traces.items():
@@ -203,7 +215,7 @@ class Network:
                         f"connect {name!r}: rule {rule.name!r} reads {trace_name} from the post neuron's {tr.driven_by!r}, "
                         f"which a {type(model).__name__} neuron does not have ({', '.join(model.state_names)})"
                     )
-        proj = Projection(name, pre_name, post_name, w.copy(), rule, tie)
+        proj = Projection(name, pre_name, post_name, w.copy(), rule, tie, bool(gated))
         self.projections[name] = proj
         return proj
 
@@ -215,13 +227,15 @@ class Network:
         transpose: bool = True,
         scale: float = 1.0,
         name: Optional[str] = None,
+        gated: bool = False,
     ) -> Projection:
         """Add synapses whose weights follow projection ``source``'s: ``scale * W_source`` (``^T`` if
-        ``transpose``), also while ``source`` learns. E.g. feedback ``W^T`` in predictive coding."""
+        ``transpose``), also while ``source`` learns. E.g. feedback ``W^T`` in predictive coding.
+        ``gated`` as in :meth:`connect`."""
         if source not in self.projections:
             raise ValueError(f"tied: unknown source projection {source!r}; have {sorted(self.projections)}")
         tie = Tie(source, bool(transpose), float(scale))
-        return self.connect(pre, post, tie.apply(self.projections[source].weights), name=name, tie=tie)
+        return self.connect(pre, post, tie.apply(self.projections[source].weights), name=name, tie=tie, gated=gated)
 
     def _check_tie(self, name: str, w: np.ndarray, rule: Optional[LearningRule], tie: Tie) -> None:
         src = self.projections.get(tie.source)
@@ -276,13 +290,17 @@ class Network:
                 raise ValueError(f"no weights stored for projection {p['name']!r}")
             rule = None if p["rule"] is None else LearningRule.from_data(p["rule"])
             tie = None if p.get("tie") is None else Tie.from_data(p["tie"])
-            net.connect(p["pre"], p["post"], weights[p["name"]], rule, p["name"], tie)
+            gated = p.get("gated", False)
+            if not isinstance(gated, bool):
+                raise ValueError(f"projection {p['name']!r}: 'gated' must be true or false, got {gated!r}")
+            net.connect(p["pre"], p["post"], weights[p["name"]], rule, p["name"], tie, gated)
         return net
 
     def __repr__(self) -> str:
         pops = ", ".join(f"{p.name}[{p.n}]" for p in self.populations.values())
         projs = ", ".join(
             f"{p.pre}->{p.post}" + (f" ({p.rule.name})" if p.rule else "") + (f" (tied to {p.tie.source})" if p.tie else "")
+            + (" (gated)" if p.gated else "")
             for p in self.projections.values()
         )
         return f"Network({self.name!r}, dt={self.dt} s; {pops}; {projs})"

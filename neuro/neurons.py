@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Dict, Tuple, Union
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 import torch
 from norse.torch.functional.iaf import IAFFeedForwardState, IAFParameters, iaf_feed_forward_step
@@ -29,7 +29,15 @@ class LIF:
     ``theta`` jumps by ``theta_plus`` on each spike and decays with ``tau_theta``.
     With finite ``i_min`` / ``i_max`` the current saturates there once the input is
     added, before ``v`` integrates it (a bounded integrator, e.g. a predictive-coding value unit whose value lives in
-    ``[0, 1]``; Loihi's fixed-point current saturates too, at its 24-bit range).
+    ``[-1, 1]``; Loihi's fixed-point current saturates too, at its 24-bit range).
+    With finite ``gate_min`` / ``gate_max``, input through *gated* projections
+    (``Network.connect(..., gated=True)``) is added only where the current (before this step's
+    input) lies strictly inside ``(gate_min, gate_max)``: the derivative of a clipped activation,
+    e.g. the ``f'(x)`` that gates a predictive-coding value unit's feedback from the layer above.
+    With ``subtract_reset`` a spike lowers ``v`` by ``v_th + theta - v_reset`` instead of setting it
+    to ``v_reset``: the excess above threshold is kept, so a constant current ``i`` fires at the
+    exact average rate (an integrator with reset to ``v_reset`` fires once every ``ceil`` of it: a
+    staircase).
 
     Parameters:
         tau_mem: membrane time constant (s).
@@ -38,6 +46,9 @@ class LIF:
         theta_plus: threshold increment per spike (dimensionless).
         tau_theta: decay time constant of the threshold adaptation (s; inf: none).
         i_min, i_max: bounds of the synaptic current (dimensionless; -inf / inf: none).
+        subtract_reset: reset by subtraction (see above) rather than to ``v_reset``.
+        gate_min, gate_max: the open interval of the current in which gated input passes
+            (dimensionless; -inf / inf: no gate, and no gated projection may target the neuron).
     """
 
     tau_mem: float = 10e-3
@@ -49,11 +60,18 @@ class LIF:
     tau_theta: float = math.inf
     i_min: float = -math.inf
     i_max: float = math.inf
+    gate_min: float = -math.inf
+    gate_max: float = math.inf
+    subtract_reset: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("tau_mem", self.tau_mem)
         if not self.i_min < self.i_max:
             raise ValueError(f"i_min must be below i_max, got [{self.i_min}, {self.i_max}]")
+        if not self.gate_min < self.gate_max:
+            raise ValueError(f"gate_min must be below gate_max, got ({self.gate_min}, {self.gate_max})")
+        if not isinstance(self.subtract_reset, bool):
+            raise ValueError(f"subtract_reset must be True or False, got {self.subtract_reset!r}")
         _check_positive("tau_syn", self.tau_syn)
         _check_positive("tau_theta", self.tau_theta, allow_inf=True)
         if self.theta_plus < 0:
@@ -66,6 +84,24 @@ class LIF:
         """Whether the current saturates (``i_min`` or ``i_max`` finite)."""
         return not (math.isinf(self.i_min) and math.isinf(self.i_max))
 
+    @property
+    def gated(self) -> bool:
+        """Whether gated input is gated (``gate_min`` or ``gate_max`` finite)."""
+        return not (math.isinf(self.gate_min) and math.isinf(self.gate_max))
+
+    def beyond_lava(self) -> List[str]:
+        """What this neuron does that Lava's (and Loihi 2's standard) LIF does not: a saturating current,
+        a gated input. Back-ends that run only the standard LIF refuse the neuron naming these."""
+        out = []
+        if self.bounded:
+            out.append(f"its current saturates at [{self.i_min:g}, {self.i_max:g}] (i_min/i_max)")
+        if self.gated:
+            out.append(f"its gated input passes only while its current lies in ({self.gate_min:g}, {self.gate_max:g}) "
+                       "(gate_min/gate_max)")
+        if self.subtract_reset:
+            out.append("it resets by subtracting its threshold (subtract_reset)")
+        return out
+
     def initial_state(self, shape: Tuple[int, ...], like: torch.Tensor) -> Dict[str, torch.Tensor]:
         return {
             "v": torch.full(shape, self.v_leak, dtype=like.dtype, device=like.device),
@@ -73,8 +109,15 @@ class LIF:
             "theta": torch.zeros(shape, dtype=like.dtype, device=like.device),
         }
 
-    def step(self, current: torch.Tensor, state: Dict[str, torch.Tensor], dt: float) -> torch.Tensor:
-        """Advance ``state`` in place by one step; return the spikes (0/1, same dtype)."""
+    def step(self, current: torch.Tensor, state: Dict[str, torch.Tensor], dt: float,
+             gated: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Advance ``state`` in place by one step; return the spikes (0/1, same dtype).
+
+        ``current``: this step's input ``(R, n)``; ``gated``: input through gated projections, added
+        where the current lies inside ``(gate_min, gate_max)``."""
+        if gated is not None:
+            open_ = (state["i"] > self.gate_min) & (state["i"] < self.gate_max)
+            current = current + torch.where(open_, gated, torch.zeros_like(gated))
         # Parameters in the state's dtype: float32 constants would round a float64 run.
         c = lambda x: torch.as_tensor(x, dtype=current.dtype, device=current.device)  # noqa: E731
         p = LIFParameters(
@@ -91,6 +134,11 @@ class LIF:
             hi = None if math.isinf(self.i_max) else self.i_max
             current = (state["i"] + current).clamp(lo, hi) - state["i"]
         z, new = lif_feed_forward_step(current, LIFFeedForwardState(state["v"], state["i"]), p, dt)
+        if self.subtract_reset:
+            # Norse resets to v_reset only; the membrane it compared with the threshold is its
+            # v + dt/tau_mem * (v_leak - v + i + input), recomputed here to keep the excess.
+            v_decayed = state["v"] + dt / self.tau_mem * ((self.v_leak - state["v"]) + state["i"] + current)
+            new = LIFFeedForwardState(torch.where(z > 0, v_decayed - (p.v_th - self.v_reset), new.v), new.i)
         state["v"], state["i"] = new.v, new.i
         if self.theta_plus > 0:
             decay = 1.0 if math.isinf(self.tau_theta) else math.exp(-dt / self.tau_theta)
@@ -113,7 +161,10 @@ class IAF:
     def initial_state(self, shape: Tuple[int, ...], like: torch.Tensor) -> Dict[str, torch.Tensor]:
         return {"v": torch.full(shape, self.v_reset, dtype=like.dtype, device=like.device)}
 
-    def step(self, current: torch.Tensor, state: Dict[str, torch.Tensor], dt: float) -> torch.Tensor:
+    def step(self, current: torch.Tensor, state: Dict[str, torch.Tensor], dt: float,
+             gated: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if gated is not None:
+            raise ValueError("an IAF neuron has no gated input")
         c = lambda x: torch.as_tensor(x, dtype=current.dtype, device=current.device)  # noqa: E731
         p = IAFParameters(v_th=c(self.v_th), v_reset=c(self.v_reset))
         z, new = iaf_feed_forward_step(current, IAFFeedForwardState(state["v"]), p, dt)
@@ -135,8 +186,9 @@ def model_from_data(data: Dict[str, Any]) -> NeuronModel:
     if kind not in MODELS:
         raise ValueError(f"unknown neuron model {kind!r}; known: {', '.join(MODELS)}")
     cls = MODELS[kind]
-    # inf is stored as None (JSON has no infinity); i_min is the one bound that is -inf by default.
-    fields = {k: ((-math.inf if k == "i_min" else math.inf) if v is None else float(v))
+    # inf is stored as None (JSON has no infinity); the lower bounds are -inf by default.
+    fields = {k: (v if isinstance(v, bool) else
+                  (-math.inf if k in ("i_min", "gate_min") else math.inf) if v is None else float(v))
               for k, v in data.items() if k != "type"}
     allowed = set(cls.__dataclass_fields__)
     extra = set(fields) - allowed

@@ -348,10 +348,15 @@ def test_encoders_are_not_exported_and_inexact_lif_import_warns():
         from_nir(_graph(lif), dt=1e-5)
 
 
-def test_bounded_current_is_refused():
+@pytest.mark.parametrize("model, gated, match", [
+    (LIF(i_min=0.0, i_max=1.0), False, r"'a'.*saturates at \[0, 1\]"),
+    (LIF(gate_min=0.0, gate_max=1.0), True, r"'a'.*gated input passes only while its current lies in \(0, 1\)"),
+    (LIF(subtract_reset=True), False, r"'a'.*resets by subtracting"),
+])
+def test_what_cubalif_cannot_express_is_refused(model, gated, match):
     net = Network(dt=DT)
     net.input("x", 4)
-    net.population("a", 3, LIF(i_min=0.0, i_max=1.0))
-    net.connect("x", "a", 0.6)
-    with pytest.raises(NIRExportError, match=r"'a'.*saturates at \[0, 1\]"):
+    net.population("a", 3, model)
+    net.connect("x", "a", 0.6, gated=gated)
+    with pytest.raises(NIRExportError, match=match):
         to_nir(net)

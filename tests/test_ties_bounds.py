@@ -3,7 +3,9 @@
 * ties: weights that follow another projection's (transposed, scaled), checked when built,
   kept by the engine after every learning epoch of the source and by ``set_weights``, saved and
   loaded with the model;
-* a LIF whose current saturates (``i_min`` / ``i_max``);
+* a LIF whose current saturates (``i_min`` / ``i_max``), that gates an input (``gate_min`` /
+  ``gate_max``, projections with ``gated``) and resets by subtraction (``subtract_reset``), in the
+  engine, in model files and in Lava's floating-point simulator;
 * the regular (deterministic) rate encoder.
 """
 import math
@@ -63,8 +65,10 @@ def test_engine_keeps_ties_after_learning_and_set_weights():
 
 def test_ties_and_bounds_survive_a_model_file(tmp_path):
     net = tied_net()
-    net.population("bounded", 2, LIF(i_min=0.0, i_max=1.0))
+    value = LIF(i_min=0.0, i_max=1.0, gate_min=0.0, gate_max=0.5, subtract_reset=True)
+    net.population("bounded", 2, value)
     net.connect("a", "bounded", np.ones((2, 4)), name="drive")
+    net.connect("a", "bounded", -0.1 * np.ones((2, 4)), name="gated_drive", gated=True)
     sim = Simulator(net, dtype=torch.float64)
     sim.run(7, {"a": np.full(4, 1.0)})
     path = tmp_path / "tied.h5"
@@ -72,7 +76,8 @@ def test_ties_and_bounds_survive_a_model_file(tmp_path):
     loaded = load(path)
     proj = loaded.network.projections["back"]
     assert proj.tie == Tie("ff", transpose=True, scale=-2.0) and proj.rule is None
-    assert loaded.network.populations["bounded"].model == LIF(i_min=0.0, i_max=1.0)
+    assert loaded.network.populations["bounded"].model == value
+    assert loaded.network.projections["gated_drive"].gated and not loaded.network.projections["drive"].gated
     assert "tied: -2 x ff^T" in describe(path)
     a = sim.run(10, {"a": np.full(4, 1.0)}, monitors=["back.w", "bounded.i"])
     b = loaded.run(10, {"a": np.full(4, 1.0)}, monitors=["back.w", "bounded.i"])
@@ -171,3 +176,88 @@ def test_fixed_point_refuses_what_it_cannot_follow():
     net.connect("a", "b", 0.1)
     with pytest.raises(FixedPointError, match="'b'.*saturates"):
         to_fixed_point(net)
+    for model, what in ((LIF(gate_min=0.0, gate_max=1.0), "gated input"), (LIF(subtract_reset=True), "subtracting")):
+        net = Network(dt=1e-3)
+        net.input("a", 2)
+        net.population("b", 2, model)
+        net.connect("a", "b", 0.1)
+        with pytest.raises(FixedPointError, match=f"'b'.*{what}"):
+            to_fixed_point(net)
+
+
+def test_gated_input_passes_only_inside_the_gate():
+    model = LIF(tau_mem=1.0, tau_syn=1.0, v_th=10.0, gate_min=0.0, gate_max=1.0)
+    state = model.initial_state((1, 4), torch.zeros((), dtype=torch.float64))
+    state["i"] = torch.tensor([[-0.5, 0.0, 0.5, 1.5]], dtype=torch.float64)
+    model.step(torch.full((1, 4), 0.01, dtype=torch.float64), state, 1e-3,
+               gated=torch.full((1, 4), 0.1, dtype=torch.float64))
+    # Only 0.5 lies strictly inside (0, 1): the gate ends where the slope of clip(., 0, 1) does.
+    expected = torch.tensor([[-0.49, 0.01, 0.61, 1.51]], dtype=torch.float64) * (1 - 1e-3)
+    torch.testing.assert_close(state["i"], expected, rtol=1e-12, atol=1e-12)
+    # In a network: the gated projection's input adds up only while the current is inside the gate.
+    net = Network(dt=1e-3)
+    net.input("a", 1)
+    net.population("b", 1, LIF(tau_mem=1.0, tau_syn=1.0, v_th=10.0, gate_min=-1.0, gate_max=0.25))
+    net.connect("a", "b", 0.1, name="plain")
+    net.connect("a", "b", 0.1, name="gate", gated=True)
+    rec = Simulator(net, dtype=torch.float64).run(6, {"a": np.ones((6, 1))}, monitors=["b.i"])
+    expected, i = [], 0.0
+    for k in range(6):  # a spike reaches b one step later; the gate reads the current before the input
+        i = (i + (0.0 if k == 0 else 0.1 + (0.1 if -1.0 < i < 0.25 else 0.0))) * (1 - 1e-3)
+        expected.append(i)
+    np.testing.assert_allclose(rec["b.i"][:, 0, 0].numpy(), expected, rtol=1e-12)
+    assert expected[2] > 0.25 and expected[3] - expected[2] < 0.11  # it did close
+    net.population("c", 1, LIF())
+    with pytest.raises(ValueError, match="gated input needs a post neuron with a gate"):
+        net.connect("a", "c", 0.1, name="y", gated=True)
+    with pytest.raises(ValueError, match="gate_min must be below gate_max"):
+        LIF(gate_min=1.0, gate_max=1.0)
+    with pytest.raises(ValueError, match="'gated' must be true or false"):
+        data = net.to_data()
+        data["projections"][1]["gated"] = "yes"
+        Network.from_data(data, {p.name: p.weights for p in net.projections.values()})
+
+
+def test_subtract_reset_fires_at_the_exact_rate():
+    """A near-perfect integrator at a constant current of 0.7 threshold per step: 70 spikes in 100 steps
+    when the reset keeps the excess, 50 (one every ceil(1 / 0.7) = 2 steps) when it resets to 0."""
+    counts = {}
+    for subtract in (True, False):
+        model = LIF(tau_mem=1.0, tau_syn=1e6, v_th=(1 - 1e-9) * 1e-3, subtract_reset=subtract)
+        state = model.initial_state((1, 1), torch.zeros((), dtype=torch.float64))
+        state["i"] = torch.full((1, 1), 0.7, dtype=torch.float64)
+        zero = torch.zeros((1, 1), dtype=torch.float64)
+        counts[subtract] = int(sum(model.step(zero, state, 1e-3).item() for _ in range(100)))
+    assert abs(counts[True] - 70) <= 1 and counts[False] == 50, counts
+    assert model_from_data(model_to_data(LIF(subtract_reset=True))).subtract_reset is True
+    with pytest.raises(ValueError, match="subtract_reset must be True or False"):
+        LIF(subtract_reset=1.0)
+
+
+def test_gate_bounds_and_subtract_reset_run_identically_on_lava():
+    pytest.importorskip("lava")
+    from export.lava import LavaExportError, run_lava
+
+    net = Network(dt=1e-3)
+    net.input("a", 3, RegularEncoder(max_rate=700.0))
+    net.population("b", 3, LIF(tau_mem=20e-3, tau_syn=50e-3, v_th=0.05, i_min=-0.5, i_max=1.0,
+                                gate_min=0.0, gate_max=0.6, subtract_reset=True))
+    net.population("c", 2, LIF(tau_mem=10e-3, v_th=0.2, subtract_reset=True))
+    rng = np.random.default_rng(3)
+    net.connect("a", "b", rng.uniform(0.0, 0.3, (3, 3)), name="plain")
+    net.connect("c", "b", -rng.uniform(0.2, 0.6, (3, 2)), name="back", gated=True)
+    net.connect("b", "c", rng.uniform(0.2, 1.0, (2, 3)), name="up")
+    inputs = {"a": np.array([0.9, 0.5, 0.2])}
+    monitors = ["b.spikes", "c.spikes", "b.i", "c.v"]
+    ours = Simulator(net, dtype=torch.float64).run(200, inputs, monitors=monitors)
+    lava = run_lava(net, 200, inputs, monitors=monitors)
+    assert ours["b.spikes"].sum() > 20 and ours["c.spikes"].sum() > 5
+    for m in ("b.spikes", "c.spikes"):
+        np.testing.assert_array_equal(ours[m].numpy(), lava[m].numpy(), err_msg=m)
+    np.testing.assert_allclose(ours["b.i"].numpy(), lava["b.i"].numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours["c.v"].numpy(), lava["c.v"].numpy(), rtol=1e-9, atol=1e-12)
+    # The gate closed at times (else this would test nothing) and the bounds held.
+    i = ours["b.i"].numpy() / (1 - 1e-3 / 50e-3)
+    assert (i >= 0.6).any() and (i < 0.6).any() and i.min() >= -0.5 - 1e-12
+    with pytest.raises(LavaExportError, match="'b':.*saturates.*gated input.*subtracting.*floating_pt"):
+        run_lava(net, 10, inputs, select_tag="fixed_pt")

@@ -1,15 +1,19 @@
-"""A Lava LIF process whose current saturates: :class:`neuro.LIF` with finite ``i_min`` / ``i_max``.
+"""A Lava LIF process whose current saturates and gates an input: :class:`neuro.LIF` with finite
+``i_min`` / ``i_max`` or ``gate_min`` / ``gate_max``.
 
 Lava's ``LIF`` integrates ``u <- u (1 - du) + a_in`` without bounds (its fixed-point model
-saturates only at the 24-bit range). :class:`BoundedLIF` clips ``u`` to ``[u_min, u_max]``
-right after the input is added, before ``v`` integrates it, as the torch engine does.
-Floating point only: on Loihi 2 a bound needs a custom neuron program.
+saturates only at the 24-bit range). :class:`BoundedLIF` adds the input of a second port,
+``a_gated``, only where the current ``u (1 - du)`` lies inside ``(g_min, g_max)``, and clips ``u``
+to ``[u_min, u_max]`` right after the input is added, before ``v`` integrates it, and (with
+``subtract_reset``) lowers ``v`` by ``vth`` on a spike instead of setting it to 0, as the torch
+engine does. Floating point only: on Loihi 2 each needs a custom neuron program.
 """
 from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
-from lava.magma.core.model.py.ports import PyOutPort
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.process.ports.ports import InPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
@@ -17,23 +21,51 @@ from lava.proc.lif.models import AbstractPyLifModelFloat
 from lava.proc.lif.process import LIF
 
 
-class BoundedLIF(LIF):
-    """``LIF`` whose current ``u`` stays in ``[u_min, u_max]`` (numbers; ``-inf`` / ``inf``: no bound)."""
+def custom_params(u_min: float = -np.inf, u_max: float = np.inf, g_min: float = -np.inf, g_max: float = np.inf,
+                  subtract_reset: bool = False) -> dict:
+    """The process parameters of :class:`CustomLifFloat` (defaults: Lava's own LIF dynamics)."""
+    return dict(u_min=float(u_min), u_max=float(u_max), g_min=float(g_min), g_max=float(g_max),
+                subtract_reset=bool(subtract_reset))
 
-    def __init__(self, *, u_min: float, u_max: float, **kwargs) -> None:
-        super().__init__(u_min=float(u_min), u_max=float(u_max), **kwargs)
+
+class BoundedLIF(LIF):
+    """``LIF`` whose current ``u`` stays in ``[u_min, u_max]``, whose ``a_gated`` input passes where
+    ``u (1 - du)`` lies in ``(g_min, g_max)`` (numbers; ``-inf`` / ``inf``: no bound, no gate), and
+    that resets by subtracting ``vth`` when ``subtract_reset``."""
+
+    def __init__(self, *, u_min: float = -np.inf, u_max: float = np.inf, g_min: float = -np.inf,
+                 g_max: float = np.inf, subtract_reset: bool = False, **kwargs) -> None:
+        super().__init__(**custom_params(u_min, u_max, g_min, g_max, subtract_reset), **kwargs)
+        self.a_gated = InPort(shape=self.a_in.shape)
+
+
+class CustomLifFloat:
+    """The floating-point dynamics shared by our LIF processes (:class:`BoundedLIF`, ``FactorLIF``):
+    a gated second input, a saturating current, a subtractive reset. Mixed in before Lava's LIF model;
+    the process carries :func:`custom_params` and an ``a_gated`` in-port."""
+
+    def reset_voltage(self, spike_vector: np.ndarray) -> None:
+        if self.proc_params["subtract_reset"]:
+            self.v[spike_vector] -= self.vth
+        else:
+            self.v[spike_vector] = 0
+
+    def subthr_dynamics(self, activation_in: np.ndarray) -> None:
+        decayed = self.u * (1 - self.du)
+        gated = self.a_gated.recv()
+        p = self.proc_params
+        open_ = (decayed > p["g_min"]) & (decayed < p["g_max"])
+        self.u[:] = np.clip(decayed + activation_in + np.where(open_, gated, 0.0), p["u_min"], p["u_max"])
+        self.v[:] = self.v * (1 - self.dv) + self.u + self.bias_mant
 
 
 @implements(proc=BoundedLIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyBoundedLIFModelFloat(AbstractPyLifModelFloat):
+class PyBoundedLIFModelFloat(CustomLifFloat, AbstractPyLifModelFloat):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    a_gated: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     vth: float = LavaPyType(float, float)
 
     def spiking_activation(self):
         return self.v > self.vth
-
-    def subthr_dynamics(self, activation_in: np.ndarray) -> None:
-        self.u[:] = np.clip(self.u * (1 - self.du) + activation_in, self.proc_params["u_min"], self.proc_params["u_max"])
-        self.v[:] = self.v * (1 - self.dv) + self.u + self.bias_mant

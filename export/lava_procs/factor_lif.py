@@ -18,12 +18,15 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.neuron import LearningNeuronModelFixed, LearningNeuronModelFloat
-from lava.magma.core.model.py.ports import PyOutPort
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.process.ports.ports import InPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import AbstractPyLifModelFixed, AbstractPyLifModelFloat
 from lava.proc.lif.process import LearningLIF
+
+from export.lava_procs.bounded_lif import CustomLifFloat, custom_params
 
 # Per post trace: ("driven", driver) or ("spike", decay per step, impulse) or None.
 TraceSpec = Optional[Tuple]
@@ -36,17 +39,23 @@ class FactorLIF(LearningLIF):
         traces: ``{"y1": spec, "y2": spec, "y3": spec}`` (see the module docstring).
         v_scale: engine voltage per Lava voltage (``dv`` for LIF, 1 for IAF).
         third_factor: whether ``a_third_factor_in`` is connected.
+        custom: :func:`~export.lava_procs.bounded_lif.custom_params` (bounds, gate, subtractive
+            reset; floating point only), as :class:`~export.lava_procs.BoundedLIF` has them.
     """
 
-    def __init__(self, *, traces: Dict[str, TraceSpec], v_scale: float, third_factor: bool, **kwargs) -> None:
-        super().__init__(traces=traces, v_scale=v_scale, third_factor=third_factor, **kwargs)
+    def __init__(self, *, traces: Dict[str, TraceSpec], v_scale: float, third_factor: bool,
+                 custom: Optional[dict] = None, **kwargs) -> None:
+        super().__init__(traces=traces, v_scale=v_scale, third_factor=third_factor,
+                         **custom_params(**(custom or {})), **kwargs)
+        self.a_gated = InPort(shape=self.a_in.shape)
 
 
 @implements(proc=FactorLIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyFactorLIFModelFloat(LearningNeuronModelFloat, AbstractPyLifModelFloat):
+class PyFactorLIFModelFloat(CustomLifFloat, LearningNeuronModelFloat, AbstractPyLifModelFloat):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    a_gated: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     vth: float = LavaPyType(float, float)
 
     def spiking_activation(self):
@@ -93,6 +102,7 @@ class PyFactorLIFModelFixed(LearningNeuronModelFixed, AbstractPyLifModelFixed):
     """
 
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    a_gated: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)  # unused: fixed_pt refuses gates
     vth: int = LavaPyType(int, np.int32, precision=17)
 
     def __init__(self, proc_params):
