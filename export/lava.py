@@ -9,8 +9,11 @@ Mapping (each checked against the torch engine in tests/test_lava_export.py):
   voltage is ours divided by ``dv``: the threshold becomes ``v_th / dv`` and
   the leak potential the bias ``v_leak``; weights are unchanged;
 * :class:`~neuro.IAF` -> Lava ``LIF`` with ``du = 1`` (no current memory), ``dv = 0``;
-* a LIF whose current saturates (``i_min`` / ``i_max``) or that gates an input (``gate_min`` /
-  ``gate_max``, projections with ``gated``) -> :class:`~export.lava_procs.BoundedLIF` (its ``a_gated`` port)
+* a LIF whose current saturates (``i_min`` / ``i_max``), that gates an input (``gate_min`` /
+  ``gate_max``, projections with ``gated``), resets by subtraction (``subtract_reset``) or has a
+  membrane floor (``v_min``) ->
+  :class:`~export.lava_procs.BoundedLIF` (gated projections into its ``a_gated`` port), or
+  ``FactorLIF`` with the same dynamics where it also sends post factors; floating point only
   (floating point);
 * a static projection -> ``Dense``; a plastic one -> ``LearningDense`` with the
   rule lowered by :mod:`export.loihi_rules`, fed the post population's spikes
@@ -106,8 +109,8 @@ def _lif_params(name: str, pop, dt: float) -> Dict[str, float]:
 
 
 def _custom_lif(pop) -> Optional[LIF]:
-    """The model of a LIF population that needs :class:`~export.lava_procs.BoundedLIF` (a saturating
-    current or a gate), else ``None``."""
+    """The model of a LIF population whose dynamics go beyond Lava's LIF (``LIF.beyond_lava``: run by
+    :class:`~export.lava_procs.BoundedLIF` or ``FactorLIF``'s float model), else ``None``."""
     m = getattr(pop, "model", None)  # input populations have none
     return m if isinstance(m, LIF) and m.beyond_lava() else None
 
@@ -234,7 +237,7 @@ def run_lava(
         specs = _post_factor_specs(network, name, lowered)
         m = _custom_lif(pop)
         custom = None if m is None else dict(u_min=m.i_min, u_max=m.i_max, g_min=m.gate_min, g_max=m.gate_max,
-                                             subtract_reset=m.subtract_reset)
+                                             subtract_reset=m.subtract_reset, v_min=m.v_min / scale[name])
         if specs:
             uses_tf = any(spec == ("driven", "third_factor") for spec in specs.values())
             procs[name] = FactorLIF(

@@ -42,8 +42,8 @@ recursion when ``dt/tau_syn * w_in = 1`` and ``r = 1``. Likewise ``IF``'s ``dv/d
 ``v += dt r I``, which is our ``v += input`` for ``r = 1/dt``. The graph's ``w_in`` (and ``IF``'s
 ``r``) therefore depend on ``dt``, which is stored in the graph's metadata (``"dt"``, seconds)
 and used by :func:`from_nir`; give Norse the same ``dt`` (``norse.torch.from_nir(graph, dt=dt)``).
-A saturating current (``i_min`` / ``i_max``) or a gate (``gate_min`` / ``gate_max``) has no NIR
-equivalent and is refused.
+A saturating current (``i_min`` / ``i_max``), a gate (``gate_min`` / ``gate_max``) or a subtractive
+reset has no NIR equivalent and is refused.
 An adaptive threshold (``theta_plus > 0``) has no NIR equivalent and is refused, unless
 ``freeze_theta=True`` exports the current threshold ``v_th + theta`` per neuron (as Diehl & Cook
 do at test time).
@@ -262,8 +262,7 @@ def to_nir(
         m, ones = pop.model, np.ones(pop.n)
         if isinstance(m, LIF) and m.beyond_lava():
             raise NIRExportError(
-                f"population {pop.name!r}: {'; '.join(m.beyond_lava())}; NIR's CubaLIF has no bounded current "
-                "and one input"
+                f"population {pop.name!r}: {'; '.join(m.beyond_lava())}; NIR's CubaLIF is a standard LIF"
             )
         if isinstance(m, LIF):
             nodes[pop.name] = nir.CubaLIF(

@@ -100,9 +100,8 @@ def neuron_problems(name: str, model, target: Target) -> List[str]:
             )
         if isinstance(model, LIF):
             problems.extend(
-                f"{where}: {what}; Lava's LIF, like Loihi 2's standard neuron program, has one input and bounds the "
-                "current only by its 24-bit range, so this needs a custom (microcode) neuron program on chip "
-                "(export.lava simulates it with BoundedLIF, floating point)"
+                f"{where}: {what}: on chip this needs a custom (microcode) neuron program (export.lava simulates "
+                "it in floating point)"
                 for what in model.beyond_lava()
             )
         if isinstance(model, LIF) and model.theta_plus > 0:

@@ -461,8 +461,7 @@ def to_fixed_point(
             raise FixedPointError(f"population {name!r}: Lava's LIF has no adaptive threshold")
         if isinstance(m, LIF) and m.beyond_lava():
             raise FixedPointError(
-                f"population {name!r}: {'; '.join(m.beyond_lava())}; Lava's fixed-point LIF has one input and bounds "
-                "its current only by its 24-bit range"
+                f"population {name!r}: {'; '.join(m.beyond_lava())}; Lava's fixed-point LIF is a standard LIF"
             )
         incoming = [(np.asarray(p.weights, dtype=np.float64), None) for p in network.incoming(name)]
         if name in scales:

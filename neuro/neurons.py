@@ -47,6 +47,9 @@ class LIF:
         tau_theta: decay time constant of the threshold adaptation (s; inf: none).
         i_min, i_max: bounds of the synaptic current (dimensionless; -inf / inf: none).
         subtract_reset: reset by subtraction (see above) rather than to ``v_reset``.
+        v_min: floor of the membrane (dimensionless, at most ``v_reset``; -inf: none). A membrane that a
+            negative current drives down stops there, so the neuron answers as soon as the current turns
+            positive instead of first making up what it integrated below.
         gate_min, gate_max: the open interval of the current in which gated input passes
             (dimensionless; -inf / inf: no gate, and no gated projection may target the neuron).
     """
@@ -63,6 +66,7 @@ class LIF:
     gate_min: float = -math.inf
     gate_max: float = math.inf
     subtract_reset: bool = False
+    v_min: float = -math.inf
 
     def __post_init__(self) -> None:
         _check_positive("tau_mem", self.tau_mem)
@@ -72,6 +76,8 @@ class LIF:
             raise ValueError(f"gate_min must be below gate_max, got ({self.gate_min}, {self.gate_max})")
         if not isinstance(self.subtract_reset, bool):
             raise ValueError(f"subtract_reset must be True or False, got {self.subtract_reset!r}")
+        if not self.v_min <= self.v_reset:
+            raise ValueError(f"v_min must be at most v_reset ({self.v_reset}), got {self.v_min!r}")
         _check_positive("tau_syn", self.tau_syn)
         _check_positive("tau_theta", self.tau_theta, allow_inf=True)
         if self.theta_plus < 0:
@@ -86,20 +92,24 @@ class LIF:
 
     @property
     def gated(self) -> bool:
-        """Whether gated input is gated (``gate_min`` or ``gate_max`` finite)."""
+        """Whether the neuron has a gate (``gate_min`` or ``gate_max`` finite), so gated projections may target it."""
         return not (math.isinf(self.gate_min) and math.isinf(self.gate_max))
 
     def beyond_lava(self) -> List[str]:
-        """What this neuron does that Lava's (and Loihi 2's standard) LIF does not: a saturating current,
-        a gated input. Back-ends that run only the standard LIF refuse the neuron naming these."""
+        """What this neuron does that a standard LIF (Lava's, Loihi 2's default neuron program, NIR's
+        CubaLIF) does not, each with why: a saturating current, a gated input, a subtractive reset.
+        Back-ends that run only the standard LIF refuse the neuron naming these."""
         out = []
         if self.bounded:
-            out.append(f"its current saturates at [{self.i_min:g}, {self.i_max:g}] (i_min/i_max)")
+            out.append(f"its current saturates at [{self.i_min:g}, {self.i_max:g}] (i_min/i_max), where a standard "
+                       "LIF's is bounded only by its number range")
         if self.gated:
             out.append(f"its gated input passes only while its current lies in ({self.gate_min:g}, {self.gate_max:g}) "
-                       "(gate_min/gate_max)")
+                       "(gate_min/gate_max), where a standard LIF has one input")
         if self.subtract_reset:
-            out.append("it resets by subtracting its threshold (subtract_reset)")
+            out.append("it resets by subtracting its threshold (subtract_reset), where a standard LIF sets v to v_reset")
+        if not math.isinf(self.v_min):
+            out.append(f"its membrane has a floor at {self.v_min:g} (v_min), where a standard LIF's falls without bound")
         return out
 
     def initial_state(self, shape: Tuple[int, ...], like: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -137,9 +147,11 @@ class LIF:
         if self.subtract_reset:
             # Norse resets to v_reset only; the membrane it compared with the threshold is its
             # v + dt/tau_mem * (v_leak - v + i + input), recomputed here to keep the excess.
-            v_decayed = state["v"] + dt / self.tau_mem * ((self.v_leak - state["v"]) + state["i"] + current)
+            v_decayed = state["v"] + dt * p.tau_mem_inv * ((p.v_leak - state["v"]) + (state["i"] + current))
             new = LIFFeedForwardState(torch.where(z > 0, v_decayed - (p.v_th - self.v_reset), new.v), new.i)
-        state["v"], state["i"] = new.v, new.i
+        # v_min <= v_reset: a floor after the reset is the floor before the threshold test.
+        state["v"] = new.v if math.isinf(self.v_min) else new.v.clamp(min=self.v_min)
+        state["i"] = new.i
         if self.theta_plus > 0:
             decay = 1.0 if math.isinf(self.tau_theta) else math.exp(-dt / self.tau_theta)
             state["theta"] = state["theta"] * decay + self.theta_plus * z
@@ -187,8 +199,8 @@ def model_from_data(data: Dict[str, Any]) -> NeuronModel:
         raise ValueError(f"unknown neuron model {kind!r}; known: {', '.join(MODELS)}")
     cls = MODELS[kind]
     # inf is stored as None (JSON has no infinity); the lower bounds are -inf by default.
-    fields = {k: (v if isinstance(v, bool) else
-                  (-math.inf if k in ("i_min", "gate_min") else math.inf) if v is None else float(v))
+    fields = {k: (v if k == "subtract_reset" else
+                  (-math.inf if k in ("i_min", "gate_min", "v_min") else math.inf) if v is None else float(v))
               for k, v in data.items() if k != "type"}
     allowed = set(cls.__dataclass_fields__)
     extra = set(fields) - allowed

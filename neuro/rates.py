@@ -100,6 +100,9 @@ class RateSimulator:
         for proj in network.projections.values():
             if not proj.shared:
                 raise ValueError(f"rate simulation: projection {proj.name!r} has per-replica weights; give (post, pre)")
+            if proj.gated:
+                # A gate reads a neuron's current over time; a rate population has only its transfer function.
+                raise ValueError(f"rate simulation: projection {proj.name!r} is gated; gates exist in the spiking engine only")
             w = torch.as_tensor(proj.weights, dtype=dtype, device=self.device)[None].clone()
             self.w[proj.name] = {"w": w}
             if proj.rule is not None:

@@ -82,8 +82,8 @@ def test_pc_benchmark_quick(tmp_path):
     energy = digits["energy"]
     assert energy[-1] < energy[0]
     assert (tmp_path / "pc_energy_digits.png").stat().st_size > 5000
-    spiking = digits["spiking"]  # 2 epochs in --quick: measured 0.76 (its weights' forward pass 0.78)
-    assert spiking["accuracy"] > 0.6 and spiking["energy_end"] < 0.8 * spiking["energy_peak"]
+    spiking = digits["spiking"]  # 2 epochs of 128 steps in --quick: measured 0.825 (its weights' forward pass 0.839)
+    assert spiking["accuracy"] > 0.7 and spiking["energy_end"] < 0.8 * spiking["energy_peak"]
     assert spiking["config"]["epochs"] == 2
     for plot in ("digits_spiking_energy.png", "digits_spiking_raster.png"):
         assert (tmp_path / plot).stat().st_size > 5000

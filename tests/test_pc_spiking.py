@@ -94,7 +94,8 @@ def test_error_currents_estimate_the_rate_networks_clamped_errors():
     # Units whose prediction lies in (-1, 0) have (next to) no error: the gate keeps the top's feedback away.
     mu = x @ w1.T
     off, on = (mu > -0.9) & (mu < -0.1), (mu > 0.1) & (mu < 0.9)
-    # Measured: 0.024 against 0.124 (what is left is the settling's residual); ungated, alike.
+    # Measured: 0.024 against 0.124 (what is left is the settling's residual); the same network with
+    # the feedback's gated flags cleared: 0.137 against 0.122.
     assert e1[off].abs().mean() < 0.3 * e1[on].abs().mean()
 
 
@@ -158,7 +159,7 @@ def test_check_names_what_loihi2_cannot_run(tmp_path, capsys):
     assert sorted(r.split("'")[1] for r in ties) == ["e2n_to_x1", "e2n_to_x1m", "e2p_to_x1", "e2p_to_x1m"]
     assert all("every 128 steps" in r for r in ties)  # once per presented sample
     neurons = sorted((r.split("'")[1], kind) for r in reasons
-                     for kind in ("saturates", "gated input", "subtracting") if kind in r)
+                     for kind in ("saturates", "gated input", "subtracting", "floor") if kind in r)
     values = [(p, k) for p in ("x1", "x1m") for k in ("saturates", "gated input", "subtracting")]
     errors = [(e, "subtracting") for e in ("e1n", "e1p", "e2n", "e2p")]
     assert neurons == sorted(values + errors)

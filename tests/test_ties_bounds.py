@@ -78,7 +78,7 @@ def test_ties_and_bounds_survive_a_model_file(tmp_path):
     assert proj.tie == Tie("ff", transpose=True, scale=-2.0) and proj.rule is None
     assert loaded.network.populations["bounded"].model == value
     assert loaded.network.projections["gated_drive"].gated and not loaded.network.projections["drive"].gated
-    assert "tied: -2 x ff^T" in describe(path)
+    assert "tied: -2 x ff^T" in describe(path) and "gated: passes while bounded's current" in describe(path)
     a = sim.run(10, {"a": np.full(4, 1.0)}, monitors=["back.w", "bounded.i"])
     b = loaded.run(10, {"a": np.full(4, 1.0)}, monitors=["back.w", "bounded.i"])
     torch.testing.assert_close(a["back.w"], b["back.w"], rtol=0, atol=0)
@@ -210,6 +210,10 @@ def test_gated_input_passes_only_inside_the_gate():
     net.population("c", 1, LIF())
     with pytest.raises(ValueError, match="gated input needs a post neuron with a gate"):
         net.connect("a", "c", 0.1, name="y", gated=True)
+    from neuro.rates import Identity, RateSimulator
+
+    with pytest.raises(ValueError, match="'gate' is gated; gates exist in the spiking engine only"):
+        RateSimulator(net, {"b": Identity(), "c": Identity()})
     with pytest.raises(ValueError, match="gate_min must be below gate_max"):
         LIF(gate_min=1.0, gate_max=1.0)
     with pytest.raises(ValueError, match="'gated' must be true or false"):
@@ -230,6 +234,8 @@ def test_subtract_reset_fires_at_the_exact_rate():
         counts[subtract] = int(sum(model.step(zero, state, 1e-3).item() for _ in range(100)))
     assert abs(counts[True] - 70) <= 1 and counts[False] == 50, counts
     assert model_from_data(model_to_data(LIF(subtract_reset=True))).subtract_reset is True
+    assert model_from_data(model_to_data(LIF(v_min=-0.5))) == LIF(v_min=-0.5)
+    assert model_from_data(model_to_data(LIF())).v_min == -math.inf
     with pytest.raises(ValueError, match="subtract_reset must be True or False"):
         LIF(subtract_reset=1.0)
 
@@ -241,23 +247,46 @@ def test_gate_bounds_and_subtract_reset_run_identically_on_lava():
     net = Network(dt=1e-3)
     net.input("a", 3, RegularEncoder(max_rate=700.0))
     net.population("b", 3, LIF(tau_mem=20e-3, tau_syn=50e-3, v_th=0.05, i_min=-0.5, i_max=1.0,
-                                gate_min=0.0, gate_max=0.6, subtract_reset=True))
+                                gate_min=0.0, gate_max=0.6, subtract_reset=True, v_min=-0.02))
     net.population("c", 2, LIF(tau_mem=10e-3, v_th=0.2, subtract_reset=True))
     rng = np.random.default_rng(3)
     net.connect("a", "b", rng.uniform(0.0, 0.3, (3, 3)), name="plain")
     net.connect("c", "b", -rng.uniform(0.2, 0.6, (3, 2)), name="back", gated=True)
     net.connect("b", "c", rng.uniform(0.2, 1.0, (2, 3)), name="up")
     inputs = {"a": np.array([0.9, 0.5, 0.2])}
-    monitors = ["b.spikes", "c.spikes", "b.i", "c.v"]
+    monitors = ["b.spikes", "c.spikes", "b.i", "b.v", "c.v"]
     ours = Simulator(net, dtype=torch.float64).run(200, inputs, monitors=monitors)
     lava = run_lava(net, 200, inputs, monitors=monitors)
     assert ours["b.spikes"].sum() > 20 and ours["c.spikes"].sum() > 5
     for m in ("b.spikes", "c.spikes"):
         np.testing.assert_array_equal(ours[m].numpy(), lava[m].numpy(), err_msg=m)
     np.testing.assert_allclose(ours["b.i"].numpy(), lava["b.i"].numpy(), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(ours["c.v"].numpy(), lava["c.v"].numpy(), rtol=1e-9, atol=1e-12)
-    # The gate closed at times (else this would test nothing) and the bounds held.
-    i = ours["b.i"].numpy() / (1 - 1e-3 / 50e-3)
-    assert (i >= 0.6).any() and (i < 0.6).any() and i.min() >= -0.5 - 1e-12
-    with pytest.raises(LavaExportError, match="'b':.*saturates.*gated input.*subtracting.*floating_pt"):
+    for m in ("b.v", "c.v"):
+        np.testing.assert_allclose(ours[m].numpy(), lava[m].numpy(), rtol=1e-9, atol=1e-12, err_msg=m)
+    # The gate (which reads b.i as recorded) was open and closed at both edges, else this would test
+    # less than it says; the bounds held.
+    i = ours["b.i"].numpy()
+    assert (i >= 0.6).any() and (i <= 0).any() and ((i > 0) & (i < 0.6)).any() and i.min() >= -0.5
+    assert ours["b.v"].min() == pytest.approx(-0.02) and lava["b.v"].min() == pytest.approx(-0.02)  # the floor held
+    with pytest.raises(LavaExportError, match="'b':.*saturates.*gated input.*subtracting.*floor.*floating_pt"):
         run_lava(net, 10, inputs, select_tag="fixed_pt")
+
+
+def test_membrane_floor_leaves_no_debt_from_a_negative_current():
+    """50 steps at -0.7 threshold per step, then 50 at +0.7: with the floor at 0 the neuron fires
+    35 times in the second half; without it, it first climbs back from -34 thresholds (the leak took
+    one) and fires at most once."""
+    counts = {}
+    for v_min in (0.0, -math.inf):
+        model = LIF(tau_mem=1.0, tau_syn=1e6, v_th=(1 - 1e-9) * 1e-3, subtract_reset=True, v_min=v_min)
+        state = model.initial_state((1, 1), torch.zeros((), dtype=torch.float64))
+        state["i"] = torch.full((1, 1), -0.7, dtype=torch.float64)
+        zero = torch.zeros((1, 1), dtype=torch.float64)
+        for _ in range(50):
+            model.step(zero, state, 1e-3)
+        assert state["v"].item() == (0.0 if v_min == 0.0 else pytest.approx(-0.035, rel=0.05))
+        state["i"] = -state["i"]
+        counts[v_min] = int(sum(model.step(zero, state, 1e-3).item() for _ in range(50)))
+    assert abs(counts[0.0] - 35) <= 1 and counts[-math.inf] <= 1, counts
+    with pytest.raises(ValueError, match="v_min must be at most v_reset"):
+        LIF(v_min=0.5)

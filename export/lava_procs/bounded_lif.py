@@ -5,8 +5,8 @@ Lava's ``LIF`` integrates ``u <- u (1 - du) + a_in`` without bounds (its fixed-p
 saturates only at the 24-bit range). :class:`BoundedLIF` adds the input of a second port,
 ``a_gated``, only where the current ``u (1 - du)`` lies inside ``(g_min, g_max)``, and clips ``u``
 to ``[u_min, u_max]`` right after the input is added, before ``v`` integrates it, and (with
-``subtract_reset``) lowers ``v`` by ``vth`` on a spike instead of setting it to 0, as the torch
-engine does. Floating point only: on Loihi 2 each needs a custom neuron program.
+``subtract_reset``) lowers ``v`` by ``vth`` on a spike instead of setting it to 0, and keeps ``v``
+at or above ``v_min``, as the torch engine does. Floating point only: on Loihi 2 each needs a custom neuron program.
 """
 from __future__ import annotations
 
@@ -22,26 +22,27 @@ from lava.proc.lif.process import LIF
 
 
 def custom_params(u_min: float = -np.inf, u_max: float = np.inf, g_min: float = -np.inf, g_max: float = np.inf,
-                  subtract_reset: bool = False) -> dict:
-    """The process parameters of :class:`CustomLifFloat` (defaults: Lava's own LIF dynamics)."""
+                  subtract_reset: bool = False, v_min: float = -np.inf) -> dict:
+    """The process parameters of :class:`CustomLifFloat` (defaults: Lava's own LIF dynamics; ``v_min`` in
+    Lava's voltage units)."""
     return dict(u_min=float(u_min), u_max=float(u_max), g_min=float(g_min), g_max=float(g_max),
-                subtract_reset=bool(subtract_reset))
+                subtract_reset=bool(subtract_reset), v_min=float(v_min))
 
 
 class BoundedLIF(LIF):
     """``LIF`` whose current ``u`` stays in ``[u_min, u_max]``, whose ``a_gated`` input passes where
-    ``u (1 - du)`` lies in ``(g_min, g_max)`` (numbers; ``-inf`` / ``inf``: no bound, no gate), and
-    that resets by subtracting ``vth`` when ``subtract_reset``."""
+    ``u (1 - du)`` lies in ``(g_min, g_max)`` (numbers; ``-inf`` / ``inf``: no bound, no gate), that
+    resets by subtracting ``vth`` when ``subtract_reset`` and whose ``v`` stays at or above ``v_min``."""
 
     def __init__(self, *, u_min: float = -np.inf, u_max: float = np.inf, g_min: float = -np.inf,
-                 g_max: float = np.inf, subtract_reset: bool = False, **kwargs) -> None:
-        super().__init__(**custom_params(u_min, u_max, g_min, g_max, subtract_reset), **kwargs)
+                 g_max: float = np.inf, subtract_reset: bool = False, v_min: float = -np.inf, **kwargs) -> None:
+        super().__init__(**custom_params(u_min, u_max, g_min, g_max, subtract_reset, v_min), **kwargs)
         self.a_gated = InPort(shape=self.a_in.shape)
 
 
 class CustomLifFloat:
     """The floating-point dynamics shared by our LIF processes (:class:`BoundedLIF`, ``FactorLIF``):
-    a gated second input, a saturating current, a subtractive reset. Mixed in before Lava's LIF model;
+    a gated second input, a saturating current, a subtractive reset, a floor of the membrane. Mixed in before Lava's LIF model;
     the process carries :func:`custom_params` and an ``a_gated`` in-port."""
 
     def reset_voltage(self, spike_vector: np.ndarray) -> None:
@@ -56,7 +57,7 @@ class CustomLifFloat:
         p = self.proc_params
         open_ = (decayed > p["g_min"]) & (decayed < p["g_max"])
         self.u[:] = np.clip(decayed + activation_in + np.where(open_, gated, 0.0), p["u_min"], p["u_max"])
-        self.v[:] = self.v * (1 - self.dv) + self.u + self.bias_mant
+        self.v[:] = np.maximum(self.v * (1 - self.dv) + self.u + self.bias_mant, p["v_min"])
 
 
 @implements(proc=BoundedLIF, protocol=LoihiProtocol)
