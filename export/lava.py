@@ -13,8 +13,7 @@ Mapping (each checked against the torch engine in tests/test_lava_export.py):
   ``gate_max``, projections with ``gated``), resets by subtraction (``subtract_reset``) or has a
   membrane floor (``v_min``) ->
   :class:`~export.lava_procs.BoundedLIF` (gated projections into its ``a_gated`` port), or
-  ``FactorLIF`` with the same dynamics where it also sends post factors; floating point only
-  (floating point);
+  ``FactorLIF`` with the same dynamics where it also sends post factors; floating point only;
 * a static projection -> ``Dense``; a plastic one -> ``LearningDense`` with the
   rule lowered by :mod:`export.loihi_rules`, fed the post population's spikes
   as back-propagating action potentials;

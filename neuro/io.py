@@ -656,12 +656,12 @@ def describe(path: PathLike) -> str:
         if proj.tie is not None:
             t = proj.tie
             lines.append(f"    tied: {t.scale:g} x {proj.tie.source}" + ("^T" if t.transpose else ""))
-        if proj.gated:
-            lines.append(f"    gated: passes while {proj.post}'s current lies inside its gate")
         elif proj.rule is None:
             lines.append("    static")
         else:
             lines.extend("    " + line for line in str(proj.rule).splitlines())
+        if proj.gated:
+            lines.append(f"    gated: passes while {proj.post}'s current lies inside its gate")
     if c.metadata:
         lines.append("metadata:")
         for k, v in c.metadata.items():

@@ -193,15 +193,23 @@ def model_to_data(model: NeuronModel) -> Dict[str, Any]:
     return {"type": type(model).__name__, **{k: (None if math.isinf(v) else v) for k, v in data.items()}}
 
 
+def _field_from_data(cls, name: str, value: Any) -> Any:
+    """One stored parameter back as the model's type: flags stay as stored (the model checks them);
+    ``None`` is an infinity (JSON has none) with the sign of the field's default (-inf for lower bounds)."""
+    default = getattr(cls.__dataclass_fields__.get(name), "default", math.inf)
+    if isinstance(default, bool):
+        return value
+    if value is None:
+        return -math.inf if default == -math.inf else math.inf
+    return float(value)
+
+
 def model_from_data(data: Dict[str, Any]) -> NeuronModel:
     kind = data.get("type")
     if kind not in MODELS:
         raise ValueError(f"unknown neuron model {kind!r}; known: {', '.join(MODELS)}")
     cls = MODELS[kind]
-    # inf is stored as None (JSON has no infinity); the lower bounds are -inf by default.
-    fields = {k: (v if k == "subtract_reset" else
-                  (-math.inf if k in ("i_min", "gate_min", "v_min") else math.inf) if v is None else float(v))
-              for k, v in data.items() if k != "type"}
+    fields = {k: _field_from_data(cls, k, v) for k, v in data.items() if k != "type"}
     allowed = set(cls.__dataclass_fields__)
     extra = set(fields) - allowed
     if extra:

@@ -78,7 +78,9 @@ def test_ties_and_bounds_survive_a_model_file(tmp_path):
     assert proj.tie == Tie("ff", transpose=True, scale=-2.0) and proj.rule is None
     assert loaded.network.populations["bounded"].model == value
     assert loaded.network.projections["gated_drive"].gated and not loaded.network.projections["drive"].gated
-    assert "tied: -2 x ff^T" in describe(path) and "gated: passes while bounded's current" in describe(path)
+    text = describe(path)
+    assert "tied: -2 x ff^T" in text and "tied: -2 x ff^T\n    static" not in text  # a tie is not also "static"
+    assert "static\n    gated: passes while bounded's current" in text
     a = sim.run(10, {"a": np.full(4, 1.0)}, monitors=["back.w", "bounded.i"])
     b = loaded.run(10, {"a": np.full(4, 1.0)}, monitors=["back.w", "bounded.i"])
     torch.testing.assert_close(a["back.w"], b["back.w"], rtol=0, atol=0)

@@ -1,5 +1,6 @@
-"""A Lava LIF process whose current saturates and gates an input: :class:`neuro.LIF` with finite
-``i_min`` / ``i_max`` or ``gate_min`` / ``gate_max``.
+"""A Lava LIF process with the dynamics :meth:`neuro.LIF.beyond_lava` names: a saturating current
+(``i_min`` / ``i_max``), a gated input (``gate_min`` / ``gate_max``), a subtractive reset, a membrane
+floor (``v_min``).
 
 Lava's ``LIF`` integrates ``u <- u (1 - du) + a_in`` without bounds (its fixed-point model
 saturates only at the 24-bit range). :class:`BoundedLIF` adds the input of a second port,

@@ -40,7 +40,7 @@ class FactorLIF(LearningLIF):
         v_scale: engine voltage per Lava voltage (``dv`` for LIF, 1 for IAF).
         third_factor: whether ``a_third_factor_in`` is connected.
         custom: :func:`~export.lava_procs.bounded_lif.custom_params` (bounds, gate, subtractive
-            reset; floating point only), as :class:`~export.lava_procs.BoundedLIF` has them.
+            reset, membrane floor; floating point only), as :class:`~export.lava_procs.BoundedLIF` has them.
     """
 
     def __init__(self, *, traces: Dict[str, TraceSpec], v_scale: float, third_factor: bool,
