@@ -260,6 +260,12 @@ def run_lava(
     for name, proj in network.projections.items():
         if proj.weights.ndim != 2:
             raise LavaExportError(f"projection {name!r}: Lava runs one replica; weights must be (post, pre)")
+        if proj.mask is not None and proj.rule is not None:
+            # Static: the missing synapses are zeros in Dense, exactly. Plastic: LearningDense would grow them.
+            raise LavaExportError(
+                f"projection {name!r}: sparse plastic connectivity (mask) is not exported: LearningDense would "
+                "grow the missing synapses (Lava's LearningSparse is not wired up yet)"
+            )
         weights = np.asarray(start[f"synapses/{name}/w"], dtype=np.float64).copy()
         if proj.rule is None:
             conn = Dense(weights=weights, name=name)

@@ -443,6 +443,11 @@ def to_fixed_point(
     for proj in network.projections.values():
         if np.ndim(proj.weights) != 2:
             raise FixedPointError(f"projection {proj.name!r}: fixed point needs shared (post, pre) weights")
+        if proj.mask is not None and proj.rule is not None:
+            raise FixedPointError(
+                f"projection {proj.name!r}: sparse plastic connectivity (mask) is not modelled in fixed point "
+                "(Lava's LearningDense would grow the missing synapses)"
+            )
     for proj in network.learning_ties():
         raise FixedPointError(
             f"projection {proj.name!r} is tied to {proj.tie.source!r}, which learns: the fixed-point model "

@@ -43,7 +43,7 @@ from neuro.expr import (
     y2,
     y3,
 )
-from neuro.graph import InputPopulation, Network, Population, Projection, Tie
+from neuro.graph import InputPopulation, Network, Population, Projection, Tie, random_mask
 from neuro.neurons import IAF, LIF
 from neuro.rule import LearningRule, Term, Trace, expand_terms
 from neuro.io import ModelFileError, describe, load, save

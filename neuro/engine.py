@@ -14,6 +14,12 @@ copies (seeds, samples, hyper-parameters) run at once. One step (numbered from
 
 This is the order of Lava's ``Dense``/``LearningDense`` spiking and learning
 phases, which the Lava exporter relies on.
+
+Propagation and learning are dense (one matrix product, one update of every
+synapse per epoch) or event-driven (only the columns of the pre neurons that
+spiked are summed; products that depend on a spike are evaluated on the rows and
+columns of the neurons that spiked); both give the same results. The choice is the
+``event_driven`` argument of :class:`Simulator`.
 """
 from __future__ import annotations
 
@@ -112,7 +118,15 @@ class Simulator:
         device: torch device ("cpu", "cuda", ...).
         dtype: floating type of all state (float64 for comparisons with references).
         seed: seeds the generator used by encoders, so runs are reproducible.
+        event_driven: ``True``: event-driven propagation and learning always; ``False``: dense
+            always; ``"auto"`` (default): event-driven on CPU for every step in which at most
+            :attr:`EVENT_FRACTION` of a projection's pre (or post) neurons spiked, dense on CUDA
+            (counting the spikes there would stall the device every step).
     """
+
+    #: Largest fraction of spiking neurons for which ``"auto"`` goes event-driven (measured with
+    #: ``benchmarks/engine_speed.py``: below it, gathering the spiking columns beats the matrix product).
+    EVENT_FRACTION = 0.05
 
     def __init__(
         self,
@@ -121,12 +135,20 @@ class Simulator:
         device: Union[str, torch.device] = "cpu",
         dtype: torch.dtype = torch.float32,
         seed: int = 0,
+        event_driven: Union[bool, str] = "auto",
     ) -> None:
         if int(replicas) != replicas or replicas < 1:
             raise ValueError(f"replicas must be a positive integer, got {replicas!r}")
+        if event_driven not in (True, False, "auto"):
+            raise ValueError(f"event_driven must be True, False or 'auto', got {event_driven!r}")
         self.network = network
         self.replicas = int(replicas)
         self.device = torch.device(device)
+        self.event_driven = event_driven
+        if event_driven == "auto":
+            self._event_fraction = self.EVENT_FRACTION if self.device.type == "cpu" else 0.0
+        else:
+            self._event_fraction = 1.0 if event_driven else 0.0
         self.dtype = dtype
         self.dt = network.dt
         self.seed = seed
@@ -140,6 +162,12 @@ class Simulator:
         self.params: Dict[str, Dict[str, torch.Tensor]] = {}
         self.syn: Dict[str, Dict[str, torch.Tensor]] = {}
         self.plastic: Dict[str, Dict[str, torch.Tensor]] = {}
+        self.masks: Dict[str, torch.Tensor] = {
+            p.name: torch.as_tensor(p.mask, device=self.device) for p in network.projections.values() if p.mask is not None
+        }
+        # Plastic projections whose weights may lie outside the rule's bounds (set, not yet learned):
+        # the first epoch clips all of them, as a dense update would, later ones what they touched.
+        self._unclipped = set()
         for proj in network.projections.values():
             self._init_projection(proj)
         self._tied = [p for p in network.projections.values() if p.tie is not None]
@@ -158,6 +186,7 @@ class Simulator:
         if proj.rule is not None:
             rule = CompiledRule(proj.rule, self.dt)
             self.rules[proj.name] = rule
+            self._unclipped.add(proj.name)
             if rule.uses_tag:
                 syn["t"] = torch.zeros_like(w)
             if rule.uses_delay:
@@ -210,7 +239,8 @@ class Simulator:
         self.params[projection][name] = v.expand(self.replicas).reshape(self.replicas, 1, 1).clone()
 
     def weights(self, projection: str) -> torch.Tensor:
-        """Current weights, ``(post, pre)`` if shared else ``(R, post, pre)``."""
+        """Current weights, ``(post, pre)`` if shared else ``(R, post, pre)``: the live tensor, which
+        event-driven learning updates in place (``.clone()`` it to keep a snapshot)."""
         w = self.syn[projection]["w"]
         return w[0] if self.network.projections[projection].shared else w
 
@@ -226,7 +256,10 @@ class Simulator:
             raise ValueError(f"set_weights {projection!r}: expected shape {tuple(old.shape)}, got {tuple(w.shape)}")
         if not torch.isfinite(w).all():
             raise ValueError(f"set_weights {projection!r}: weights contain NaN or infinite values")
+        if projection in self.masks and torch.any(w[..., ~self.masks[projection]] != 0):
+            raise ValueError(f"set_weights {projection!r}: weights must be 0 where the projection has no synapse (mask)")
         self.syn[projection]["w"] = w.clone()
+        self._unclipped.add(projection)
         self._refresh_ties({projection})
 
     def _refresh_ties(self, sources) -> None:
@@ -280,12 +313,7 @@ class Simulator:
                     c = torch.zeros_like(self.spikes[pop.name]) if c is None else c
                     self.spikes[pop.name] = pop.model.step(c, self.state[pop.name], self.dt, gated.get(pop.name))
             for proj in net.projections.values():
-                w = self.syn[proj.name]["w"]
-                s = self.spikes[proj.pre]
-                if w.shape[0] == 1:
-                    self.buffers[proj.name] = s @ w[0].T
-                else:
-                    self.buffers[proj.name] = torch.bmm(w, s.unsqueeze(-1)).squeeze(-1)
+                self.buffers[proj.name] = self._propagate(self.syn[proj.name]["w"], self.spikes[proj.pre])
             learned = set()
             for name, rule in (self.rules.items() if self.learning else ()):
                 proj = net.projections[name]
@@ -297,12 +325,26 @@ class Simulator:
                     signals["third_factor"] = self._as_state(third_factors[proj.post], n, f"third factor {proj.post!r}")
                 rule.record(self.plastic[name], self.spikes[proj.pre], self.spikes[proj.post], within, signals)
                 if self.time_step % t_epoch == 0:
-                    rule.learn(self.plastic[name], self.syn[name], self.params[name], self.time_step)
+                    rule.learn(self.plastic[name], self.syn[name], self.params[name], self.time_step,
+                               self.masks.get(name), self._event_fraction, clamp_all=name in self._unclipped)
+                    self._unclipped.discard(name)
                     if self.time_step % rule.rule.update_period == 0:  # else u was 0: nothing changed
                         learned.add(name)
             if learned and self._tied:
                 self._refresh_ties(learned)
         return self.spikes
+
+    def _propagate(self, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Synaptic input ``(R, M)`` from spikes ``s`` ``(R, N)`` through weights ``w`` ``(1|R, M, N)``."""
+        if self._event_fraction > 0:
+            r, n = s.nonzero(as_tuple=True)
+            if r.numel() <= self._event_fraction * s.numel():
+                # Event-driven: the sum of the columns of the neurons that spiked, weighted by the payload.
+                cols = (w[0].index_select(1, n).T if w.shape[0] == 1 else w[r, :, n]) * s[r, n, None]
+                return torch.zeros(s.shape[0], w.shape[1], dtype=w.dtype, device=w.device).index_add_(0, r, cols)
+        if w.shape[0] == 1:
+            return s @ w[0].T
+        return torch.bmm(w, s.unsqueeze(-1)).squeeze(-1)
 
     def run(
         self,
@@ -430,5 +472,6 @@ class Simulator:
         for proj, ps in self.params.items():
             for k in list(ps):
                 ps[k] = t(f"params/{proj}/{k}", ps[k]).reshape(self.replicas, 1, 1)
+        self._unclipped.update(self.rules)
         # Tied weights follow their sources, whatever the state held for them.
         self._refresh_ties({p.tie.source for p in self._tied})

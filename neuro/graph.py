@@ -1,4 +1,4 @@
-"""The network graph: populations, input populations and dense projections.
+"""The network graph: populations, input populations and projections (dense, or sparse with a mask).
 
 A :class:`Network` is a description, not a simulation: back-ends (the torch
 engine in :mod:`neuro.engine`, the exporters in ``export/``) compile it. It
@@ -18,6 +18,28 @@ import numpy as np
 from neuro.encoders import Encoder, encoder_from_data, encoder_to_data
 from neuro.neurons import LIF, NeuronModel, model_from_data, model_to_data
 from neuro.rule import LearningRule
+
+
+def random_mask(n_post: int, n_pre: int, p: float, seed: int = 0, autapses: bool = True) -> np.ndarray:
+    """A boolean ``(n_post, n_pre)`` mask in which each synapse exists with probability ``p``
+    (Brian2's ``connect(p=p)``); ``autapses=False`` removes the diagonal (for a population onto itself)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"random_mask: p must be a probability in [0, 1], got {p!r}")
+    mask = np.random.default_rng(seed).random((n_post, n_pre)) < p
+    if not autapses:
+        np.fill_diagonal(mask, False)
+    return mask
+
+
+def _check_mask(name: str, mask: Any, shape: tuple) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.shape != shape:
+        raise ValueError(f"connect {name!r}: mask must have shape (post, pre) = {shape}, got {tuple(m.shape)}")
+    if m.dtype != bool:
+        if not np.issubdtype(m.dtype, np.number) or not np.all((m == 0) | (m == 1)):
+            raise ValueError(f"connect {name!r}: mask must be boolean (or 0/1), got {m.dtype} values")
+        m = m.astype(bool)
+    return m
 
 
 def _check_name(name: str) -> None:
@@ -93,13 +115,15 @@ class Tie:
 
 @dataclass
 class Projection:
-    """Dense synapses from ``pre`` to ``post``.
+    """Synapses from ``pre`` to ``post``: all pairs, or those of a connectivity ``mask``.
 
     ``weights`` has shape ``(post.n, pre.n)`` (one matrix shared by all
     replicas: with a rule, the replicas' updates are summed into it, like a
     mini-batch) or ``(R, post.n, pre.n)`` (one matrix per replica, each learning
     on its own). ``rule`` is ``None`` for static synapses; ``tie`` is set for
-    weights that follow another projection's (:class:`Tie`).
+    weights that follow another projection's (:class:`Tie`). ``mask`` (boolean ``(post, pre)``, or
+    ``None`` for all-to-all) says which synapses exist: the others have weight 0 and never learn
+    (Brian2's ``Synapses.connect(p=...)``; the classic COBA/CUBA networks have 2 %).
     """
 
     name: str
@@ -109,10 +133,17 @@ class Projection:
     rule: Optional[LearningRule] = None
     tie: Optional[Tie] = None
     gated: bool = False
+    mask: Optional[np.ndarray] = None
 
     @property
     def shared(self) -> bool:
         return self.weights.ndim == 2
+
+    @property
+    def synapses(self) -> int:
+        """How many synapses exist (per replica)."""
+        n_post, n_pre = self.weights.shape[-2:]
+        return n_post * n_pre if self.mask is None else int(self.mask.sum())
 
     def to_data(self) -> Dict[str, Any]:
         data = {
@@ -125,6 +156,8 @@ class Projection:
             data["tie"] = self.tie.to_data()
         if self.gated:
             data["gated"] = True
+        if self.mask is not None:
+            data["masked"] = True  # the mask itself is an array, stored beside the weights
         return data
 
 
@@ -168,8 +201,13 @@ class Network:
         name: Optional[str] = None,
         tie: Optional[Tie] = None,
         gated: bool = False,
+        mask: Optional[np.ndarray] = None,
     ) -> Projection:
-        """Add dense synapses; ``weights`` is a number, ``(post, pre)`` or ``(R, post, pre)``.
+        """Add synapses; ``weights`` is a number, ``(post, pre)`` or ``(R, post, pre)``.
+
+        ``mask``: boolean ``(post, pre)``, which synapses exist (default: all); a number as
+        ``weights`` is then given to the existing ones only, and weights off the mask must be 0.
+        See :func:`random_mask`.
 
         With ``tie`` the weights must equal the tie applied to the source's (see :meth:`tied`).
         ``gated``: the input passes only while the post neuron's current lies inside its gate
@@ -192,6 +230,10 @@ class Network:
         w = np.asarray(weights, dtype=np.float64)
         if w.ndim == 0:
             w = np.full(shape, float(w))
+        if mask is not None:
+            mask = _check_mask(name, mask, shape)
+            if np.ndim(weights) == 0:
+                w = w * mask
         if w.shape[-2:] != shape or w.ndim not in (2, 3):
             raise ValueError(
                 f"connect {name!r}: weights must have shape (post, pre) = {shape} or (R, *{shape}), "
@@ -199,7 +241,11 @@ class Network:
             )
         if not np.all(np.isfinite(w)):
             raise ValueError(f"connect {name!r}: weights contain NaN or infinite values")
+        if mask is not None and np.any(w[..., ~mask] != 0):
+            raise ValueError(f"connect {name!r}: weights must be 0 where the mask has no synapse")
         if tie is not None:
+            if mask is not None:
+                raise ValueError(f"connect {name!r}: tied weights take the source's connectivity; give no mask")
             self._check_tie(name, w, rule, tie)
         post_model = self.populations[post_name].model
         if gated and not getattr(post_model, "gated", False):
@@ -215,7 +261,8 @@ class Network:
                         f"connect {name!r}: rule {rule.name!r} reads {trace_name} from the post neuron's {tr.driven_by!r}, "
                         f"which a {type(model).__name__} neuron does not have ({', '.join(model.state_names)})"
                     )
-        proj = Projection(name, pre_name, post_name, w.copy(), rule, tie, bool(gated))
+        proj = Projection(name, pre_name, post_name, w.copy(), rule, tie, bool(gated),
+                          None if mask is None else mask.copy())
         self.projections[name] = proj
         return proj
 
@@ -273,8 +320,11 @@ class Network:
         }
 
     @staticmethod
-    def from_data(data: Dict[str, Any], weights: Dict[str, np.ndarray]) -> "Network":
-        """Rebuild a network from :meth:`to_data` output and initial weights by projection name."""
+    def from_data(
+        data: Dict[str, Any], weights: Dict[str, np.ndarray], masks: Optional[Dict[str, np.ndarray]] = None
+    ) -> "Network":
+        """Rebuild a network from :meth:`to_data` output, initial weights and connectivity masks by projection name."""
+        masks = masks or {}
         if not isinstance(data, dict) or data.get("format") != "neuro.network/1":
             raise ValueError("not a neuro network description (missing format 'neuro.network/1')")
         net = Network(dt=data["dt"], name=data.get("name", "network"))
@@ -293,14 +343,14 @@ class Network:
             gated = p.get("gated", False)
             if not isinstance(gated, bool):
                 raise ValueError(f"projection {p['name']!r}: 'gated' must be true or false, got {gated!r}")
-            net.connect(p["pre"], p["post"], weights[p["name"]], rule, p["name"], tie, gated)
+            net.connect(p["pre"], p["post"], weights[p["name"]], rule, p["name"], tie, gated, masks.get(p["name"]))
         return net
 
     def __repr__(self) -> str:
         pops = ", ".join(f"{p.name}[{p.n}]" for p in self.populations.values())
         projs = ", ".join(
             f"{p.pre}->{p.post}" + (f" ({p.rule.name})" if p.rule else "") + (f" (tied to {p.tie.source})" if p.tie else "")
-            + (" (gated)" if p.gated else "")
+            + (" (gated)" if p.gated else "") + (f" ({p.synapses} synapses)" if p.mask is not None else "")
             for p in self.projections.values()
         )
         return f"Network({self.name!r}, dt={self.dt} s; {pops}; {projs})"

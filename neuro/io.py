@@ -14,6 +14,8 @@ uninterrupted run):
 ``/initial_weights/<projection>``
     float64 ``(post, pre)`` (shared by all replicas) or ``(R, post, pre)`` (one
     matrix per replica): the weights the network was built with.
+``/connectivity/<projection>`` (only for projections with a mask)
+    uint8 ``(post, pre)``: 1 where a synapse exists.
 ``/settings`` (group) attributes
     ``replicas`` (R), ``dtype`` (``"float32"`` ...), ``seed``, ``dt`` (seconds),
     ``learning`` (bool) and ``rng_device`` (device type of the random generator
@@ -144,6 +146,11 @@ def _write_contents(f: h5py.File, simulator: Simulator, network_json: str, metad
     init = f.create_group("initial_weights")
     for name, proj in simulator.network.projections.items():
         _write_array(init, name, np.asarray(proj.weights, dtype=np.float64))
+    masked = {name: p.mask for name, p in simulator.network.projections.items() if p.mask is not None}
+    if masked:
+        conn = f.create_group("connectivity")
+        for name, mask in masked.items():
+            _write_array(conn, name, mask.astype(np.uint8))
 
     state = f.create_group("state")
     for key, value in simulator.state_dict().items():
@@ -428,9 +435,19 @@ def _read(path: str, f: h5py.File) -> _Contents:
         ds = r.dataset(ds_name)
         expected = (n_post, n_pre) if ds.ndim == 2 else (replicas, n_post, n_pre)
         weights[name] = r.numeric(ds_name, expected).astype(np.float64)
+    masks: Dict[str, np.ndarray] = {}
+    for p in data["projections"]:
+        if p.get("masked", False) is not False:
+            if p["masked"] is not True:
+                raise r.error(f"projection {p['name']!r}: 'masked' must be true or false, got {p['masked']!r}")
+            ds_name = f"/connectivity/{p['name']}"
+            mask = r.numeric(ds_name, shapes[p["name"]], kinds="iub")
+            if not np.all((mask == 0) | (mask == 1)):
+                raise r.error(f"dataset {ds_name!r} must hold 0 or 1 (whether each synapse exists)")
+            masks[p["name"]] = mask.astype(bool)
 
     try:
-        network = Network.from_data(data, weights)
+        network = Network.from_data(data, weights, masks)
     except RuleError as e:
         raise r.error(f"malformed rule data in the network description: {e}") from None
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
@@ -653,6 +670,9 @@ def describe(path: PathLike) -> str:
             f"  {proj.name}: {proj.pre} -> {proj.post}, weights {shape} ({kind}), "
             f"now min {w.min():.4g} / mean {w.mean():.4g} / max {w.max():.4g}"
         )
+        if proj.mask is not None:
+            pairs = proj.mask.size
+            lines.append(f"    sparse: {proj.synapses:,} of {pairs:,} possible synapses ({100 * proj.synapses / pairs:.3g} %)")
         if proj.tie is not None:
             t = proj.tie
             lines.append(f"    tied: {t.scale:g} x {proj.tie.source}" + ("^T" if t.transpose else ""))

@@ -64,6 +64,13 @@ class CompiledRule:
         self.sample_at_end = rule.t_epoch == 1
         self.uses_tag = rule.uses("t") or "dt" in self.terms
         self.uses_delay = rule.uses("d") or "dd" in self.terms
+        # Products that vanish where a neuron did not spike and compare no neurons: those an
+        # event-driven update may evaluate on the spiking neurons' rows or columns only.
+        self.local: Dict[str, List[bool]] = {
+            target: [t.dependency in ("x0", "y0") and not any(_mixes(f) for f in t.factors) for t in terms]
+            for target, terms in self.terms.items()
+        }
+        self.has_local = any(any(v) for v in self.local.values())
 
     def powers(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """``decay**k`` for ``k = 0..t_epoch`` on ``like``'s device and dtype (cached)."""
@@ -104,35 +111,77 @@ class CompiledRule:
             y[:, TRACE_INDEX[name]] = signals[driver]
 
     # --- learning phase ------------------------------------------------------------------------
-    def apply(self, ctx: "_Context", syn: Dict[str, torch.Tensor], replicas: int, scale: float = 1.0) -> None:
+    def apply(
+        self,
+        ctx: "_Context",
+        syn: Dict[str, torch.Tensor],
+        replicas: int,
+        scale: float = 1.0,
+        mask: Optional[torch.Tensor] = None,
+        events: Optional[Mapping[str, torch.Tensor]] = None,
+        clamp_all: bool = True,
+    ) -> None:
         """Add every target's update, evaluated by ``ctx`` for ``replicas`` replicas, to ``syn``.
 
         Shared synapses (leading size 1) learn from every replica, as from a
         mini-batch: their update is the sum over replicas times ``scale``. All
         targets are computed before any is applied; then ``w`` is clipped and
-        ``d`` kept non-negative.
+        ``d`` kept non-negative. ``mask`` ``(M, N)`` (bool): only existing synapses change.
+
+        ``events``: event-driven evaluation. ``events["y0"]`` holds the post neurons
+        that spiked in the epoch (in any replica), ``events["x0"]`` the pre neurons;
+        a product with that dependency vanishes elsewhere, so it is evaluated on those
+        rows (columns) only and added there in place, and only the touched rows and
+        columns are clipped unless ``clamp_all``. Products that compare neurons
+        (softmax, winner, sum_pre) are evaluated on the whole matrix.
         """
-        deltas: Dict[str, torch.Tensor] = {}
+        full: Dict[str, torch.Tensor] = {}
+        parts: List[Tuple[str, int, torch.Tensor, torch.Tensor]] = []  # (var, dim, index, delta)
         shape = tuple(syn["w"].shape[1:])
         for target, terms in self.terms.items():
             var = target[1:]
             shared = syn[var].shape[0] == 1 and replicas > 1
             total: Optional[torch.Tensor] = None
-            for term in terms:
-                value = _product(ctx.factors(term), replicas, shape, shared)
-                total = value if total is None else total + value
-            if total is None:
-                continue
-            if not shared:
-                total = torch.broadcast_to(total, (replicas,) + shape)
-                if syn[var].shape[0] == 1:
-                    total = total.sum(dim=0, keepdim=True)
-            deltas[var] = total if scale == 1.0 else total * scale
-        for var, delta in deltas.items():
+            for term, local in zip(terms, self.local[target]):
+                index = events.get(term.dependency) if (events is not None and local) else None
+                if index is None:
+                    value = _product(ctx.factors(term), replicas, shape, shared)
+                    total = value if total is None else total + value
+                    continue
+                if index.numel() == 0:
+                    continue  # nobody spiked: the product is 0 everywhere
+                dim = -2 if term.dependency == "y0" else -1
+                sub = (index.numel(), shape[1]) if dim == -2 else (shape[0], index.numel())
+                value = _product(_Sliced(ctx, dim, index).factors(term), replicas, sub, shared)
+                parts.append((var, dim, index, self._finish(value, syn[var], replicas, sub, shared, scale,
+                                                           None if mask is None else mask.index_select(dim, index))))
+            if total is not None:
+                full[var] = self._finish(total, syn[var], replicas, shape, shared, scale, mask)
+        for var, delta in full.items():
             syn[var] = syn[var] + delta
-        syn["w"] = syn["w"].clamp(self.rule.w_min, self.rule.w_max)
-        if "d" in deltas:
+        for var, dim, index, delta in parts:
+            syn[var].index_add_(syn[var].dim() + dim, index, delta.to(syn[var].dtype))
+        lo, hi = self.rule.w_min, self.rule.w_max
+        if clamp_all or "w" in full:
+            syn["w"] = syn["w"].clamp(lo, hi)
+        else:
+            _clamp_touched(syn["w"], [(dim, index) for var, dim, index, _ in parts if var == "w"], lo, hi)
+        if "d" in full:
             syn["d"] = syn["d"].clamp(min=0.0)
+        else:
+            _clamp_touched(syn["d"] if "d" in syn else None,
+                           [(dim, index) for var, dim, index, _ in parts if var == "d"], 0.0, math.inf)
+
+    @staticmethod
+    def _finish(total, current, replicas, shape, shared, scale, mask):
+        """One target's summed products as the update of ``current`` (``(1|R, *shape)``)."""
+        if not shared:
+            total = torch.broadcast_to(total, (replicas,) + shape)
+            if current.shape[0] == 1:
+                total = total.sum(dim=0, keepdim=True)
+        if scale != 1.0:
+            total = total * scale
+        return total if mask is None else total * mask
 
     def learn(
         self,
@@ -140,10 +189,26 @@ class CompiledRule:
         syn: Dict[str, torch.Tensor],
         params: Mapping[str, torch.Tensor],
         time_step: int,
+        mask: Optional[torch.Tensor] = None,
+        event_fraction: float = 0.0,
+        clamp_all: bool = True,
     ) -> None:
-        """Apply one epoch's update to ``syn`` (``w`` and, if used, ``t``, ``d``), then roll traces."""
+        """Apply one epoch's update to ``syn`` (``w`` and, if used, ``t``, ``d``), then roll traces.
+
+        ``event_fraction``: evaluate the products that depend on post (pre) spikes only on the rows
+        (columns) of the neurons that spiked, when those are at most this fraction of the population
+        (0: never, 1: always); see :meth:`apply`. The result is the same either way."""
         t_epoch = self.rule.t_epoch
-        self.apply(_EpochContext(self, state, syn, params, time_step), syn, state["x"].shape[0])
+        events = None
+        if event_fraction > 0 and self.has_local:
+            events = {}
+            for dep, key in (("y0", "ty"), ("x0", "tx")):
+                spiked = (state[key] > 0).any(dim=0)
+                index = spiked.nonzero()[:, 0]
+                if index.numel() <= event_fraction * spiked.numel():
+                    events[dep] = index
+        self.apply(_EpochContext(self, state, syn, params, time_step), syn, state["x"].shape[0],
+                   mask=mask, events=events, clamp_all=clamp_all)
         # Roll the traces to their value at the end of the epoch.
         end = torch.tensor(t_epoch, device=state["tx"].device)
         for name in PRE_TRACES:
@@ -158,6 +223,24 @@ class CompiledRule:
                 state["y"][:, k] = _history(y, self.powers(name, y), self.impulse[name], state["ty"], end)
         state["tx"] = torch.zeros_like(state["tx"])
         state["ty"] = torch.zeros_like(state["ty"])
+
+
+def _mixes(e: Expr) -> bool:
+    if isinstance(e, Op):
+        return e.name in MIXING_OPS or any(_mixes(a) for a in e.args)
+    return False
+
+
+def _clamp_touched(x: Optional[torch.Tensor], touched: List[Tuple[int, torch.Tensor]], lo: float, hi: float) -> None:
+    """Clip ``x`` in place on the given rows (``dim -2``) and columns (``dim -1``) only."""
+    if x is None:
+        return
+    lo_, hi_ = (None if math.isinf(lo) else lo), (None if math.isinf(hi) else hi)
+    if lo_ is None and hi_ is None:
+        return
+    for dim, index in touched:
+        d = x.dim() + dim
+        x.index_copy_(d, index, x.index_select(d, index).clamp(lo_, hi_))
 
 
 def _product(factors: List, replicas: int, shape: Tuple[int, int], sum_replicas: bool) -> torch.Tensor:
@@ -285,6 +368,29 @@ class _EpochContext(_Context):
 
     def synaptic(self, name: str) -> torch.Tensor:
         return self.syn[name]
+
+
+class _Sliced(_Context):
+    """``base``'s values on the rows (``dim=-2``: post neurons) or columns (``dim=-1``: pre neurons)
+    ``index`` only: every variable is cut there before the operations combine them."""
+
+    def __init__(self, base: _Context, dim: int, index: torch.Tensor) -> None:
+        self.base, self.dim, self.index = base, dim, index
+        self.rule, self.params = base.rule, base.params
+
+    def _cut(self, v):
+        if isinstance(v, torch.Tensor) and v.dim() == 3 and v.shape[self.dim] != 1:
+            return v.index_select(self.dim, self.index)
+        return v
+
+    def dependency(self, name: str):
+        return self._cut(self.base.dependency(name))
+
+    def trace(self, name: str, dep: str):
+        return self._cut(self.base.trace(name, dep))
+
+    def synaptic(self, name: str) -> torch.Tensor:
+        return self._cut(self.base.synaptic(name))
 
 
 class RateContext(_Context):

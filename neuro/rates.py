@@ -97,6 +97,7 @@ class RateSimulator:
         self.w: Dict[str, Dict[str, torch.Tensor]] = {}
         self.rules: Dict[str, CompiledRule] = {}
         self.params: Dict[str, Dict[str, torch.Tensor]] = {}
+        self.masks: Dict[str, torch.Tensor] = {}
         for proj in network.projections.values():
             if not proj.shared:
                 raise ValueError(f"rate simulation: projection {proj.name!r} has per-replica weights; give (post, pre)")
@@ -105,6 +106,8 @@ class RateSimulator:
                 raise ValueError(f"rate simulation: projection {proj.name!r} is gated; gates exist in the spiking engine only")
             w = torch.as_tensor(proj.weights, dtype=dtype, device=self.device)[None].clone()
             self.w[proj.name] = {"w": w}
+            if proj.mask is not None:
+                self.masks[proj.name] = torch.as_tensor(proj.mask, device=self.device)
             if proj.rule is not None:
                 rule = CompiledRule(proj.rule, network.dt)
                 if rule.uses_tag:
@@ -184,7 +187,7 @@ class RateSimulator:
                     signals["third_factor"] = factors[proj.post]
                 syn = dict(self.w[name])
                 ctx = RateContext(rule, acts[proj.pre], acts[proj.post], signals, syn, self.params[name])
-                rule.apply(ctx, syn, batch, scale=1.0 / batch)
+                rule.apply(ctx, syn, batch, scale=1.0 / batch, mask=self.masks.get(name))
                 bad = [k for k, v in syn.items() if not torch.isfinite(v).all()]
                 if bad:
                     raise FloatingPointError(
