@@ -5,6 +5,7 @@ them into Norse parameters for a step of ``dt`` seconds.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
@@ -128,15 +129,9 @@ class LIF:
         if gated is not None:
             open_ = (state["i"] > self.gate_min) & (state["i"] < self.gate_max)
             current = current + torch.where(open_, gated, torch.zeros_like(gated))
-        # Parameters in the state's dtype: float32 constants would round a float64 run.
-        c = lambda x: torch.as_tensor(x, dtype=current.dtype, device=current.device)  # noqa: E731
-        p = LIFParameters(
-            tau_syn_inv=c(1.0 / self.tau_syn),
-            tau_mem_inv=c(1.0 / self.tau_mem),
-            v_leak=c(self.v_leak),
-            v_th=self.v_th + state["theta"],
-            v_reset=c(self.v_reset),
-        )
+        tau_syn_inv, tau_mem_inv, v_leak, v_reset = _constants(self, current.dtype, current.device)
+        p = LIFParameters(tau_syn_inv=tau_syn_inv, tau_mem_inv=tau_mem_inv, v_leak=v_leak,
+                          v_th=self.v_th + state["theta"], v_reset=v_reset)
         if self.bounded:
             # Norse adds the input to the current, integrates v with the sum, then decays it; the
             # bound applies to the sum, so the input is cut to what keeps the sum inside.
@@ -156,6 +151,14 @@ class LIF:
             decay = 1.0 if math.isinf(self.tau_theta) else math.exp(-dt / self.tau_theta)
             state["theta"] = state["theta"] * decay + self.theta_plus * z
         return z
+
+
+@functools.lru_cache(maxsize=256)
+def _constants(model: LIF, dtype: torch.dtype, device: torch.device) -> Tuple[torch.Tensor, ...]:
+    """Norse's LIF parameters in the state's dtype (float32 constants would round a float64 run),
+    made once per model, dtype and device rather than every step."""
+    c = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
+    return c(1.0 / model.tau_syn), c(1.0 / model.tau_mem), c(model.v_leak), c(model.v_reset)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,18 @@ def _history(
     return value
 
 
+def _at_end(start: torch.Tensor, powers: torch.Tensor, impulse: float, t_spk: torch.Tensor, t_epoch: int) -> torch.Tensor:
+    """:func:`_history` at the end of the epoch (``s = t_epoch``), the case of every step when ``t_epoch`` is 1."""
+    value = start * powers[t_epoch]  # the table's entry, rounded to the dtype as _history's is
+    if impulse != 0.0:
+        hit = (t_spk > 0).to(start.dtype)
+        if t_epoch == 1:  # a spike in a one-step epoch is at its end: the impulse, undecayed
+            value = value + impulse * hit
+        else:
+            value = value + (impulse * powers[(t_epoch - t_spk).long()]) * hit
+    return value
+
+
 class CompiledRule:
     """A :class:`LearningRule` bound to a step ``dt``, a device and per-replica parameters."""
 
@@ -80,6 +92,10 @@ class CompiledRule:
             table = torch.tensor([a**k for k in range(self.rule.t_epoch + 1)], dtype=like.dtype, device=like.device)
             self._powers[name] = table
         return table
+
+    def at_end(self, name: str, start: torch.Tensor, t_spk: torch.Tensor) -> torch.Tensor:
+        """Trace ``name`` at the end of the epoch from its start value and last spike times."""
+        return _at_end(start, self.powers(name, start), self.impulse[name], t_spk, self.rule.t_epoch)
 
     # --- spiking phase -------------------------------------------------------------------------
     def record(
@@ -210,17 +226,16 @@ class CompiledRule:
         self.apply(_EpochContext(self, state, syn, params, time_step), syn, state["x"].shape[0],
                    mask=mask, events=events, clamp_all=clamp_all)
         # Roll the traces to their value at the end of the epoch.
-        end = torch.tensor(t_epoch, device=state["tx"].device)
         for name in PRE_TRACES:
             if name in self.decay:
                 k = TRACE_INDEX[name]
                 x = state["x"][:, k]
-                state["x"][:, k] = _history(x, self.powers(name, x), self.impulse[name], state["tx"], end)
+                state["x"][:, k] = self.at_end(name, x, state["tx"])
         for name in POST_TRACES:
             if name in self.decay and name not in self.driven:
                 k = TRACE_INDEX[name]
                 y = state["y"][:, k]
-                state["y"][:, k] = _history(y, self.powers(name, y), self.impulse[name], state["ty"], end)
+                state["y"][:, k] = self.at_end(name, y, state["ty"])
         state["tx"] = torch.zeros_like(state["tx"])
         state["ty"] = torch.zeros_like(state["ty"])
 
@@ -360,7 +375,10 @@ class _EpochContext(_Context):
                 start, t_spk, s = st["x"][:, k][:, None, :], st["tx"][:, None, :], self.times[dep][0]
             else:
                 start, t_spk, s = st["y"][:, k][:, :, None], st["ty"][:, :, None], self.times[dep][1]
-            self._cache[key] = _history(start, rule.powers(name, start), rule.impulse[name], t_spk, s)
+            if dep == "u":
+                self._cache[key] = rule.at_end(name, start, t_spk)
+            else:
+                self._cache[key] = _history(start, rule.powers(name, start), rule.impulse[name], t_spk, s)
         return self._cache[key]
 
     def dependency(self, name: str):

@@ -1,6 +1,7 @@
 """The benchmark scripts run (quick mode by default) and report what they claim (slow: the full targets)."""
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def _load(name):
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 
@@ -87,3 +89,48 @@ def test_pc_benchmark_quick(tmp_path):
     assert spiking["config"]["epochs"] == 2
     for plot in ("digits_spiking_energy.png", "digits_spiking_raster.png"):
         assert (tmp_path / plot).stat().st_size > 5000
+
+
+def test_w1_stdp_benchmark_quick(tmp_path, capsys):
+    assert _load("w1_stdp").main(["--quick", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "w1.json").read_text())
+    rows = {r["simulator"]: r for r in results["rows"]}
+    assert {"neuro event-driven", "neuro dense", "Norse loop + stdp_step_linear"} <= set(rows)
+    # The two engine paths run the same simulation; Norse's loop the same workload (its STDP traces differ slightly).
+    assert rows["neuro event-driven"]["spikes"] == rows["neuro dense"]["spikes"] > 100
+    assert abs(rows["Norse loop + stdp_step_linear"]["spikes"] - rows["neuro dense"]["spikes"]) < 0.1 * rows["neuro dense"]["spikes"]
+    assert min(rows["neuro event-driven"]["time / neuro's best"], rows["neuro dense"]["time / neuro's best"]) == 1.0
+    assert results["versions"]["norse"] == "1.1.0"
+    if not results["versions"]["spikingjelly"].startswith("not installed"):  # pip install -e .[peers]
+        assert rows["SpikingJelly STDPLearner"]["spikes"] > 100
+    assert "time / neuro's best" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # brian2 2.9 on pyparsing 3.3
+def test_w2_ei_network_benchmark_quick(tmp_path, capsys):
+    assert _load("w2_ei_network").main(["--quick", "--out", str(tmp_path)]) == 0
+    rows = {r["simulator"]: r for r in json.loads((tmp_path / "w2.json").read_text())["rows"]}
+    event, dense, brian = rows["neuro, event-driven (cpu)"], rows["neuro, dense (cpu)"], rows["Brian2 numpy (CPU)"]
+    assert event["spikes"] == dense["spikes"] > 100
+    # Brian2 runs the same network (float64 against float32): the same activity.
+    assert abs(brian["spikes"] - event["spikes"]) <= 0.05 * event["spikes"]
+    assert brian["time / neuro event-driven"] > 0
+    assert "STDP on E synapses" in capsys.readouterr().out
+
+
+def test_w2_sweep_plots_cost_against_spikes(tmp_path):
+    module = _load("w2_ei_network")
+    cfg = module.W2Config(n_exc=200, n_inh=50, p=0.05, duration=0.01)
+    rows = module.sweep(cfg, threads=1)
+    events = sorted((r["spikes"], r["seconds"]) for r in rows if r["mode"] == "event")
+    assert len(events) == 4 and events[0][0] < events[-1][0]  # the resting potential sets the activity
+
+
+def test_w3_softhebb_benchmark_quick(tmp_path, capsys):
+    assert _load("w3_softhebb").main(["--quick", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "w3.json").read_text())["rows"]
+    assert [r["method"].split(",")[0] for r in rows] == ["SoftHebb rate", "SoftHebb spiking", "SoftHebb spiking",
+                                                         "backprop (peer)"]
+    assert rows[1]["spikes_per_image"] == rows[2]["spikes_per_image"] > 0.5  # event-driven = dense
+    assert all(r["images_per_second"] > 0 for r in rows)
+    assert "images_per_second" in capsys.readouterr().out

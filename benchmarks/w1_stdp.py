@@ -1,0 +1,256 @@
+"""W1: a layer of N LIF neurons learning with pair-based STDP from 784 Poisson inputs, against the peers.
+
+Workload: 784 inputs firing at 20 Hz (a fresh Poisson draw per step, made before the clock starts and
+shared by every simulator), a dense 784 -> N projection with additive pair-based STDP (traces with
+20 ms time constants, weights clipped to [0, 1]), LIF neurons with Norse's default parameters
+(tau_mem 10 ms, tau_syn 5 ms, threshold 1), dt = 1 ms, T = 1,000 steps, R replicas that share
+the weights and add their updates (a mini-batch, as Norse's ``stdp_step_linear`` does with a
+batch). Timed: the T steps after one warm-up run, the device synchronised.
+
+Peers, each with its own idiomatic loop:
+* Norse: ``lif_feed_forward_step`` + ``stdp_step_linear``, the weights updated every step;
+* SpikingJelly (``pip install -e .[peers]``): ``layer.Linear`` + ``neuron.LIFNode`` +
+  ``learning.STDPLearner`` with an SGD step per time step (its LIF has no synaptic current);
+* Brian2 as generated C++ (``cpp_standalone``, R = 1, timed without compilation) and Lava's CPU
+  simulator (``export.lava.run_lava`` of the same network, R = 1, 100 steps), for small sizes;
+* BindsNET is not run: its newest release here (0.2.7) installs numpy 2 and networkx 3, which break
+  lava-nc (a pinned dependency of this project).
+
+    python benchmarks/w1_stdp.py                      # CPU: N 1,024 and 4,096, R 1 and 32 (~5 min on 2 cores)
+    python benchmarks/w1_stdp.py --quick              # N 256, R 2, 100 steps (~15 s)
+    python benchmarks/w1_stdp.py --device cuda --sizes 1024,4096,16384 --replicas 1,32,256
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speedlib import device_line, ratio, save_json, table, timed, versions  # noqa: E402
+
+from neuro import LIF, Network, Simulator  # noqa: E402
+from neuro.standard_rules import stdp  # noqa: E402
+
+
+@dataclass(frozen=True)
+class W1Config:
+    """``n`` LIF neurons, ``replicas`` copies, ``steps`` steps of ``dt`` seconds; ``rate`` in Hz."""
+
+    n: int = 1024
+    replicas: int = 1
+    steps: int = 1000
+    n_in: int = 784
+    rate: float = 20.0
+    dt: float = 1e-3
+    w_init: float = 0.04  # weights uniform in [0, w_init): the layer fires at a few Hz to tens of Hz
+    a_plus: float = 1e-4
+    a_minus: float = 1.05e-4
+    tau: float = 20e-3
+    seed: int = 0
+
+
+def inputs(cfg: W1Config, device: str) -> torch.Tensor:
+    """Input spikes ``(steps, R, n_in)`` (bool, to keep R = 256 in memory)."""
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    return torch.rand(cfg.steps, cfg.replicas, cfg.n_in, generator=g, device=device) < cfg.rate * cfg.dt
+
+
+def initial_weights(cfg: W1Config) -> np.ndarray:
+    return np.random.default_rng(cfg.seed + 1).uniform(0, cfg.w_init, (cfg.n, cfg.n_in))
+
+
+def build(cfg: W1Config) -> Network:
+    net = Network(dt=cfg.dt, name="w1_stdp")
+    net.input("inp", cfg.n_in)
+    net.population("out", cfg.n, LIF(tau_mem=10e-3, tau_syn=5e-3))
+    net.connect("inp", "out", initial_weights(cfg), name="ff",
+                rule=stdp(a_plus=cfg.a_plus, a_minus=cfg.a_minus, tau_plus=cfg.tau, tau_minus=cfg.tau))
+    return net
+
+
+def neuro_runner(cfg: W1Config, x: torch.Tensor, device: str, event_driven) -> Callable[[], int]:
+    net = build(cfg)
+
+    def run() -> int:
+        sim = Simulator(net, replicas=cfg.replicas, device=device, event_driven=event_driven)
+        count = torch.zeros((), device=device)
+        for k in range(cfg.steps):
+            count = count + sim.step({"inp": x[k]})["out"].sum()
+        return int(count.item())
+
+    return run
+
+
+def norse_runner(cfg: W1Config, x: torch.Tensor, device: str) -> Callable[[], int]:
+    from norse.torch.functional.lif import LIFFeedForwardState, LIFParameters, lif_feed_forward_step
+    from norse.torch.functional.stdp import STDPParameters, STDPState, stdp_step_linear
+
+    w0 = torch.as_tensor(initial_weights(cfg), dtype=torch.float32, device=device)
+    # Norse's traces jump by dt/tau per spike where ours jump by 1: the same updates need eta * tau/dt.
+    scale = cfg.tau / cfg.dt
+    p = LIFParameters()
+    p_stdp = STDPParameters(tau_pre_inv=torch.tensor(1 / cfg.tau), tau_post_inv=torch.tensor(1 / cfg.tau),
+                            eta_plus=cfg.a_plus * scale, eta_minus=cfg.a_minus * scale, w_min=0.0, w_max=1.0)
+
+    def run() -> int:
+        w = w0.clone()
+        r, n = cfg.replicas, cfg.n
+        s = LIFFeedForwardState(v=torch.zeros(r, n, device=device), i=torch.zeros(r, n, device=device))
+        st = STDPState(t_pre=torch.zeros(r, cfg.n_in, device=device), t_post=torch.zeros(r, n, device=device))
+        count = torch.zeros((), device=device)
+        with torch.no_grad():
+            for k in range(cfg.steps):
+                z_in = x[k].float()
+                z, s = lif_feed_forward_step(z_in @ w.T, s, p, cfg.dt)
+                w, st = stdp_step_linear(z_in, z, w, st, p_stdp, cfg.dt)
+                count = count + z.sum()
+        return int(count.item())
+
+    return run
+
+
+def spikingjelly_runner(cfg: W1Config, x: torch.Tensor, device: str) -> Callable[[], int]:
+    from spikingjelly.activation_based import functional, layer, learning, neuron
+
+    w0 = torch.as_tensor(initial_weights(cfg), dtype=torch.float32, device=device)
+
+    def run() -> int:
+        fc = layer.Linear(cfg.n_in, cfg.n, bias=False, step_mode="s").to(device)
+        with torch.no_grad():
+            fc.weight.copy_(w0)
+        # tau in steps: 10 ms membrane at 1 ms steps (SpikingJelly's LIF has no synaptic current)
+        sn = neuron.LIFNode(tau=10.0, decay_input=False, v_threshold=1.0, step_mode="s").to(device)
+        tau = cfg.tau / cfg.dt
+        learner = learning.STDPLearner("s", fc, sn, tau_pre=tau, tau_post=tau,
+                                       f_pre=lambda w: cfg.a_minus * torch.ones_like(w),
+                                       f_post=lambda w: cfg.a_plus * torch.ones_like(w))
+        opt = torch.optim.SGD(fc.parameters(), lr=1.0)
+        count = torch.zeros((), device=device)
+        with torch.no_grad():
+            for k in range(cfg.steps):
+                opt.zero_grad()
+                count = count + sn(fc(x[k].float())).sum()
+                learner.step(on_grad=True)
+                opt.step()
+                fc.weight.clamp_(0.0, 1.0)
+        functional.reset_net(sn)
+        learner.reset()
+        return int(count.item())
+
+    return run
+
+
+def brian2_run(cfg: W1Config, x: torch.Tensor, threads: int) -> Dict[str, float]:
+    """The network in Brian2's vocabulary as generated C++; R = 1."""
+    import brian2 as b2
+
+    b2.start_scope()
+    workdir = tempfile.mkdtemp(prefix="w1_brian2_")
+    b2.set_device("cpp_standalone", directory=workdir, build_on_run=False)
+    b2.prefs.devices.cpp_standalone.openmp_threads = threads
+    b2.defaultclock.dt = cfg.dt * b2.second
+    rows, idx = np.nonzero(x[:, 0].cpu().numpy())
+    inp = b2.SpikeGeneratorGroup(cfg.n_in, idx, rows * cfg.dt * b2.second)
+    ns = {"tau_mem": 10e-3 * b2.second, "tau_syn": 5e-3 * b2.second, "tau": cfg.tau * b2.second,
+          "a_plus": cfg.a_plus, "a_minus": cfg.a_minus}
+    G = b2.NeuronGroup(cfg.n, "dv/dt = (-v + isyn) / tau_mem : 1\ndisyn/dt = -isyn / tau_syn : 1",
+                       threshold="v > 1", reset="v = 0", method="euler", namespace=ns)
+    S = b2.Synapses(inp, G, """w : 1
+        dapre/dt = -apre / tau : 1 (event-driven)
+        dapost/dt = -apost / tau : 1 (event-driven)""",
+                    on_pre="isyn_post += w\napre += 1\nw = clip(w - a_minus * apost, 0, 1)",
+                    on_post="apost += 1\nw = clip(w + a_plus * apre, 0, 1)", namespace=ns)
+    S.connect()
+    S.w = initial_weights(cfg)[np.asarray(S.j), np.asarray(S.i)]
+    mon = b2.SpikeMonitor(G, record=False)
+    net = b2.Network(inp, G, S, mon)
+    net.run(cfg.steps * cfg.dt * b2.second)
+    total = timed(lambda: b2.device.build(directory=workdir, compile=True, run=True))
+    out = {"seconds": float(b2.device._last_run_time), "spikes": int(np.sum(mon.count[:]))}
+    out["compile_seconds"] = total - out["seconds"]
+    b2.device.reinit()
+    b2.device.activate("runtime")
+    b2.set_device("runtime")
+    return out
+
+
+def lava_run(cfg: W1Config, x: torch.Tensor) -> Dict[str, float]:
+    from export.lava import run_lava
+
+    net = build(cfg)
+    spikes = x[:, 0].float().cpu().numpy()
+    seconds = timed(lambda: run_lava(net, cfg.steps, inputs={"inp": spikes}, monitors=["out.spikes"]))
+    return {"seconds": seconds}
+
+
+def measure(name: str, runner: Callable[[], int], device: str) -> Dict[str, object]:
+    runner()  # warm-up: allocations, kernels, lazy imports
+    spikes = []
+    seconds = timed(lambda: spikes.append(runner()), device)
+    return {"simulator": name, "seconds": seconds, "spikes": spikes[0]}
+
+
+def one_size(cfg: W1Config, args) -> List[Dict[str, object]]:
+    x = inputs(cfg, args.device)
+    rows = [measure("neuro event-driven", neuro_runner(cfg, x, args.device, True), args.device),
+            measure("neuro dense", neuro_runner(cfg, x, args.device, False), args.device),
+            measure("Norse loop + stdp_step_linear", norse_runner(cfg, x, args.device), args.device)]
+    try:
+        import spikingjelly  # noqa: F401
+        rows.append(measure("SpikingJelly STDPLearner", spikingjelly_runner(cfg, x, args.device), args.device))
+    except ImportError:
+        print("SpikingJelly not installed (pip install -e .[peers]): skipped")
+    if not args.quick and cfg.replicas == 1 and cfg.n <= args.small:
+        rows.append({"simulator": "Brian2 cpp_standalone (CPU)", **brian2_run(cfg, x, args.threads)})
+        small = replace(cfg, steps=100)
+        r = lava_run(small, inputs(small, "cpu"))
+        rows.append({"simulator": "Lava floating_pt (CPU), 100 steps", "seconds": r["seconds"] * cfg.steps / small.steps,
+                     "note": f"{r['seconds']:.3g} s for 100 steps, scaled to {cfg.steps}"})
+    best = min(r["seconds"] for r in rows if r["simulator"].startswith("neuro"))
+    for r in rows:
+        r.update(n=cfg.n, replicas=cfg.replicas, steps=cfg.steps)
+        r["ms_per_step"] = 1e3 * r["seconds"] / cfg.steps
+        r["time / neuro's best"] = ratio(r["seconds"], best)
+    return rows
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", default="1024,4096", help="N, comma-separated")
+    parser.add_argument("--replicas", default="1,32", help="R, comma-separated")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--small", type=int, default=1024, help="largest N also run on Brian2 and Lava (R = 1)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="out/bench_w1")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        grid = [W1Config(n=256, replicas=2, steps=100)]
+    else:
+        grid = [W1Config(n=int(n), replicas=int(r), steps=args.steps)
+                for n in args.sizes.split(",") for r in args.replicas.split(",")]
+    rows: List[Dict[str, object]] = []
+    for cfg in grid:
+        rows += one_size(cfg, args)
+        print(table([r for r in rows if r["n"] == cfg.n and r["replicas"] == cfg.replicas],
+                    ["simulator", "n", "replicas", "seconds", "ms_per_step", "time / neuro's best", "spikes"]))
+    print(f"W1 on {device_line(args.device, args.threads)}")
+    print(table(rows, ["simulator", "n", "replicas", "steps", "seconds", "ms_per_step", "time / neuro's best",
+                       "spikes", "compile_seconds", "note"]))
+    save_json(Path(args.out) / "w1.json", {
+        "rows": rows, "configs": [asdict(c) for c in grid], "device": device_line(args.device, args.threads),
+        "versions": versions(["torch", "norse", "spikingjelly", "brian2", "lava", "numpy"]), "argv": sys.argv[1:]})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

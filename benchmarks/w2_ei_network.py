@@ -1,0 +1,231 @@
+"""W2: a recurrent excitatory/inhibitory LIF network with STDP on its excitatory synapses, against Brian2.
+
+The workload is Brian2's classic CUBA benchmark (Vogels & Abbott 2005; Brunette et al. 2007) with pair-based
+STDP added on every excitatory synapse: 3,200 excitatory and 800 inhibitory LIF neurons, each pair
+connected with probability 2 %, membrane time constant 20 ms, a resting potential above threshold that
+keeps the network active on its own, started from random membrane potentials; dt = 0.1 ms, 1 s of
+network time (10,000 steps). Units are normalised: threshold 1, reset 0 (Brian2's example uses -50 mV
+and -60 mV, so 1 = 10 mV). One synaptic current per neuron (tau_syn 5 ms), so the inhibitory weight is
+doubled against the example's 10 ms inhibitory synapses to keep its charge.
+
+Both simulators run the same model on the same connectivity (the masks are handed to Brian2 as
+``connect(i=..., j=...)``) from the same membrane potentials, and report their spike counts so the
+workloads can be compared. neuro runs its dense engine and its event-driven one (``Simulator(...,
+event_driven=...)``); Brian2 runs as generated C++ (``cpp_standalone``, timed without its compilation,
+which is reported on its own) and, with ``--brian-numpy``, on its numpy runtime.
+
+    python benchmarks/w2_ei_network.py            # the full workload (~3 min on 2 cores, Brian2 compiles ~30 s)
+    python benchmarks/w2_ei_network.py --quick    # 500 neurons, 50 ms, Brian2's numpy runtime (~20 s)
+    python benchmarks/w2_ei_network.py --sweep    # event-driven vs dense cost against the number of spikes
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speedlib import device_line, ratio, save_json, table, timed, versions  # noqa: E402
+
+from neuro import LIF, Network, Simulator, random_mask  # noqa: E402
+from neuro.standard_rules import stdp  # noqa: E402
+
+
+@dataclass(frozen=True)
+class W2Config:
+    """The W2 network. Times in seconds; weights, potentials and STDP amplitudes dimensionless
+    (threshold 1 = 10 mV); ``a_plus`` / ``a_minus`` per pair of spikes."""
+
+    n_exc: int = 3200
+    n_inh: int = 800
+    p: float = 0.02
+    dt: float = 1e-4
+    duration: float = 1.0
+    tau_mem: float = 20e-3
+    tau_syn: float = 5e-3
+    v_leak: float = 1.1  # -49 mV in Brian2's CUBA: above threshold, the network drives itself
+    w_exc: float = 0.162  # 1.62 mV
+    w_inh: float = -1.8  # -9 mV with 10 ms synapses, doubled for 5 ms
+    w_max: float = 0.324
+    a_plus: float = 0.01 * 0.324
+    a_minus: float = 0.0105 * 0.324
+    tau_stdp: float = 20e-3
+    seed: int = 0
+
+    @property
+    def steps(self) -> int:
+        return int(round(self.duration / self.dt))
+
+
+def connectivity(cfg: W2Config) -> Dict[str, np.ndarray]:
+    """Masks ``(post, pre)`` of the four projections; no neuron connects to itself."""
+    ne, ni = cfg.n_exc, cfg.n_inh
+    return {
+        "EE": random_mask(ne, ne, cfg.p, seed=cfg.seed, autapses=False),
+        "EI": random_mask(ni, ne, cfg.p, seed=cfg.seed + 1),
+        "IE": random_mask(ne, ni, cfg.p, seed=cfg.seed + 2),
+        "II": random_mask(ni, ni, cfg.p, seed=cfg.seed + 3, autapses=False),
+    }
+
+
+def initial_v(cfg: W2Config) -> np.ndarray:
+    """Membrane potentials at the start, uniform in [0, 1) (Brian2's ``Vr + rand() * (Vt - Vr)``): E then I."""
+    return np.random.default_rng(cfg.seed + 10).random(cfg.n_exc + cfg.n_inh)
+
+
+def build(cfg: W2Config) -> Network:
+    lif = LIF(tau_mem=cfg.tau_mem, tau_syn=cfg.tau_syn, v_th=1.0, v_reset=0.0, v_leak=cfg.v_leak)
+    rule = stdp(a_plus=cfg.a_plus, a_minus=cfg.a_minus, tau_plus=cfg.tau_stdp, tau_minus=cfg.tau_stdp,
+                w_min=0.0, w_max=cfg.w_max)
+    net = Network(dt=cfg.dt, name="w2_cuba_stdp")
+    net.population("E", cfg.n_exc, lif)
+    net.population("I", cfg.n_inh, lif)
+    m = connectivity(cfg)
+    net.connect("E", "E", cfg.w_exc, rule=rule, mask=m["EE"], name="EE")
+    net.connect("E", "I", cfg.w_exc, rule=rule, mask=m["EI"], name="EI")
+    net.connect("I", "E", cfg.w_inh, mask=m["IE"], name="IE")
+    net.connect("I", "I", cfg.w_inh, mask=m["II"], name="II")
+    return net
+
+
+def run_neuro(cfg: W2Config, event_driven, device: str = "cpu", progress: bool = True) -> Dict[str, object]:
+    net = build(cfg)
+    sim = Simulator(net, device=device, event_driven=event_driven)
+    v0 = torch.as_tensor(initial_v(cfg), dtype=sim.dtype, device=sim.device)
+    sim.state["E"]["v"] = v0[None, : cfg.n_exc].clone()
+    sim.state["I"]["v"] = v0[None, cfg.n_exc:].clone()
+    count = torch.zeros((), device=sim.device)
+
+    def go() -> None:
+        nonlocal count
+        for _ in tqdm(range(cfg.steps), disable=not progress, desc=f"neuro event_driven={event_driven}",
+                      unit="step", mininterval=2.0, leave=False):
+            z = sim.step()
+            count = count + z["E"].sum() + z["I"].sum()
+
+    seconds = timed(go, device)
+    w = sim.weights("EE")[torch.as_tensor(net.projections["EE"].mask, device=sim.device)]
+    return {"seconds": seconds, "spikes": int(count.item()), "mean_w_ee": float(w.mean())}
+
+
+def run_brian2(cfg: W2Config, target: str, threads: int) -> Dict[str, object]:
+    """The same network written in Brian2's vocabulary; ``target``: ``"cpp_standalone"`` or ``"numpy"``."""
+    import brian2 as b2
+
+    b2.start_scope()
+    standalone = target == "cpp_standalone"
+    if standalone:
+        workdir = tempfile.mkdtemp(prefix="w2_brian2_")
+        b2.set_device("cpp_standalone", directory=workdir, build_on_run=False)
+        b2.prefs.devices.cpp_standalone.openmp_threads = threads
+    else:
+        b2.set_device("runtime")
+        b2.prefs.codegen.target = "numpy"
+    b2.defaultclock.dt = cfg.dt * b2.second
+    ns = {"tau_mem": cfg.tau_mem * b2.second, "tau_syn": cfg.tau_syn * b2.second, "v_leak": cfg.v_leak,
+          "tau_stdp": cfg.tau_stdp * b2.second, "a_plus": cfg.a_plus, "a_minus": cfg.a_minus, "w_max": cfg.w_max}
+    eqs = """
+    dv/dt = (v_leak - v + isyn) / tau_mem : 1
+    disyn/dt = -isyn / tau_syn : 1
+    """
+    n = cfg.n_exc + cfg.n_inh
+    P = b2.NeuronGroup(n, eqs, threshold="v > 1", reset="v = 0", method="euler", namespace=ns)
+    P.v = initial_v(cfg)
+    Pe, Pi = P[: cfg.n_exc], P[cfg.n_exc:]
+    m = connectivity(cfg)
+    plastic = b2.Synapses(
+        Pe, P,
+        """w : 1
+        dapre/dt = -apre / tau_stdp : 1 (event-driven)
+        dapost/dt = -apost / tau_stdp : 1 (event-driven)""",
+        on_pre="isyn_post += w\napre += 1\nw = clip(w - a_minus * apost, 0, w_max)",
+        on_post="apost += 1\nw = clip(w + a_plus * apre, 0, w_max)",
+        namespace=ns,
+    )
+    post_e, pre_e = np.nonzero(np.concatenate([m["EE"], m["EI"]]))  # post index over P: E then I
+    plastic.connect(i=pre_e, j=post_e)
+    plastic.w = cfg.w_exc
+    static = b2.Synapses(Pi, P, "w : 1", on_pre="isyn_post += w")
+    post_i, pre_i = np.nonzero(np.concatenate([m["IE"], m["II"]]))
+    static.connect(i=pre_i, j=post_i)
+    static.w = cfg.w_inh
+    mon = b2.SpikeMonitor(P, record=False)
+    net = b2.Network(P, plastic, static, mon)
+    out: Dict[str, object] = {}
+    if standalone:
+        net.run(cfg.duration * b2.second)
+        out["total_seconds"] = timed(lambda: b2.device.build(directory=workdir, compile=True, run=True))
+        out["seconds"] = float(b2.device._last_run_time)
+        out["compile_seconds"] = out["total_seconds"] - out["seconds"]
+        spikes = int(np.sum(mon.count[:]))
+        b2.device.reinit()
+        b2.device.activate("runtime")
+        b2.set_device("runtime")
+    else:
+        out["seconds"] = timed(lambda: net.run(cfg.duration * b2.second))
+        spikes = int(np.sum(mon.count[:]))
+    out["spikes"] = spikes
+    return out
+
+
+def sweep(cfg: W2Config, threads: int) -> List[Dict[str, object]]:
+    """Event-driven and dense cost against the number of spikes: the resting potential sets the activity."""
+    rows = []
+    for v_leak in (1.02, 1.1, 1.3, 1.6):
+        c = replace(cfg, v_leak=v_leak)
+        for mode in (True, False):
+            r = run_neuro(c, mode, progress=False)
+            rows.append({"v_leak": v_leak, "mode": "event" if mode else "dense", "spikes": r["spikes"],
+                         "seconds": r["seconds"], "us_per_step": 1e6 * r["seconds"] / c.steps})
+    return rows
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="500 neurons, 5 %% connectivity, 50 ms, Brian2 numpy")
+    parser.add_argument("--sweep", action="store_true", help="also measure cost against activity")
+    parser.add_argument("--brian-numpy", action="store_true", help="also run Brian2's numpy runtime")
+    parser.add_argument("--dense-duration", type=float, default=0.1,
+                        help="network seconds the dense engine runs (its cost per step does not depend on activity)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="out/bench_w2")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = W2Config(n_exc=400, n_inh=100, p=0.05, duration=0.05) if args.quick else W2Config()
+    rows: List[Dict[str, object]] = []
+    dense_cfg = replace(cfg, duration=min(cfg.duration, args.dense_duration))
+    for mode, c in ((True, cfg), (False, dense_cfg)):
+        r = run_neuro(c, mode, args.device)
+        rows.append({"simulator": f"neuro, {'event-driven' if mode else 'dense'} ({args.device})",
+                     "simulated_s": c.duration, "us_per_step": 1e6 * r["seconds"] / c.steps, **r})
+    targets = ["numpy"] if args.quick else ["cpp_standalone"] + (["numpy"] if args.brian_numpy else [])
+    for target in targets:
+        r = run_brian2(cfg, target, args.threads)
+        rows.append({"simulator": f"Brian2 {target} (CPU)", "simulated_s": cfg.duration,
+                     "us_per_step": 1e6 * r["seconds"] / cfg.steps, **r})
+    event = rows[0]["us_per_step"]
+    for r in rows:
+        r["time / neuro event-driven"] = ratio(r["us_per_step"], event)
+    print(f"W2: {cfg.n_exc}+{cfg.n_inh} LIF, p = {cfg.p}, STDP on E synapses, dt = {cfg.dt * 1e3:g} ms, "
+          f"{cfg.duration:g} s = {cfg.steps} steps; {device_line(args.device, args.threads)}")
+    print(table(rows, ["simulator", "simulated_s", "seconds", "us_per_step", "time / neuro event-driven", "spikes",
+                       "compile_seconds"]))
+    payload = {"config": asdict(cfg), "rows": rows, "device": device_line(args.device, args.threads),
+               "versions": versions(["torch", "norse", "brian2", "numpy"]), "argv": sys.argv[1:]}
+    if args.sweep:
+        payload["sweep"] = sweep(cfg, args.threads)
+        print(table(payload["sweep"], ["v_leak", "mode", "spikes", "seconds", "us_per_step"]))
+    save_json(Path(args.out) / "w2.json", payload)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
