@@ -8,6 +8,9 @@ the weights and add their updates (a mini-batch, as Norse's ``stdp_step_linear``
 batch). Timed: the T steps after one warm-up run, the device synchronised.
 
 Peers, each with its own idiomatic loop:
+* neuro itself three ways: event-driven, dense, and dense compiled (``Simulator(compile=...)``:
+  torch.compile, C++ kernels on CPU, Triton and, with ``--compile reduce-overhead``, CUDA graphs on a GPU);
+  compiling is part of the warm-up run and reported apart;
 * Norse: ``lif_feed_forward_step`` + ``stdp_step_linear``, the weights updated every step;
 * SpikingJelly (``pip install -e .[peers]``): ``layer.Linear`` + ``neuron.LIFNode`` +
   ``learning.STDPLearner`` with an SGD step per time step (its LIF has no synaptic current);
@@ -75,11 +78,15 @@ def build(cfg: W1Config) -> Network:
     return net
 
 
-def neuro_runner(cfg: W1Config, x: torch.Tensor, device: str, event_driven) -> Callable[[], int]:
+def neuro_runner(cfg: W1Config, x: torch.Tensor, device: str, event_driven, compile=False) -> Callable[[], int]:
     net = build(cfg)
+    # One simulator, restarted for each run: a compiled one keeps its kernels (compiling is the warm-up's).
+    sim = Simulator(net, replicas=cfg.replicas, device=device, event_driven=event_driven, compile=compile)
 
     def run() -> int:
-        sim = Simulator(net, replicas=cfg.replicas, device=device, event_driven=event_driven)
+        sim.reset()
+        sim.set_weights("ff", net.projections["ff"].weights)
+        sim.time_step = 0
         count = torch.zeros((), device=device)
         for k in range(cfg.steps):
             count = count + sim.step({"inp": x[k]})["out"].sum()
@@ -167,8 +174,9 @@ def brian2_run(cfg: W1Config, x: torch.Tensor, threads: int) -> Dict[str, float]
         dapost/dt = -apost / tau : 1 (event-driven)""",
                     on_pre="isyn_post += w\napre += 1\nw = clip(w - a_minus * apost, 0, 1)",
                     on_post="apost += 1\nw = clip(w + a_plus * apre, 0, 1)", namespace=ns)
-    S.connect()
-    S.w = initial_weights(cfg)[np.asarray(S.j), np.asarray(S.i)]
+    post, pre = np.divmod(np.arange(cfg.n * cfg.n_in), cfg.n_in)  # all-to-all, in an order known before the run
+    S.connect(i=pre, j=post)
+    S.w = initial_weights(cfg)[post, pre]
     mon = b2.SpikeMonitor(G, record=False)
     net = b2.Network(inp, G, S, mon)
     net.run(cfg.steps * cfg.dt * b2.second)
@@ -191,16 +199,17 @@ def lava_run(cfg: W1Config, x: torch.Tensor) -> Dict[str, float]:
 
 
 def measure(name: str, runner: Callable[[], int], device: str) -> Dict[str, object]:
-    runner()  # warm-up: allocations, kernels, lazy imports
+    warmup = timed(runner, device)  # allocations, kernels, lazy imports; compiling for a compiled one
     spikes = []
     seconds = timed(lambda: spikes.append(runner()), device)
-    return {"simulator": name, "seconds": seconds, "spikes": spikes[0]}
+    return {"simulator": name, "seconds": seconds, "spikes": spikes[0], "warmup_seconds": warmup}
 
 
 def one_size(cfg: W1Config, args) -> List[Dict[str, object]]:
     x = inputs(cfg, args.device)
     rows = [measure("neuro event-driven", neuro_runner(cfg, x, args.device, True), args.device),
             measure("neuro dense", neuro_runner(cfg, x, args.device, False), args.device),
+            measure("neuro dense, compiled", neuro_runner(cfg, x, args.device, False, compile=args.compile), args.device),
             measure("Norse loop + stdp_step_linear", norse_runner(cfg, x, args.device), args.device)]
     try:
         import spikingjelly  # noqa: F401
@@ -230,6 +239,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--small", type=int, default=1024, help="largest N also run on Brian2 and Lava (R = 1)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", default="default",
+                        help="torch.compile mode of the compiled row (reduce-overhead: CUDA graphs on a GPU)")
     parser.add_argument("--out", default="out/bench_w1")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -245,7 +256,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     ["simulator", "n", "replicas", "seconds", "ms_per_step", "time / neuro's best", "spikes"]))
     print(f"W1 on {device_line(args.device, args.threads)}")
     print(table(rows, ["simulator", "n", "replicas", "steps", "seconds", "ms_per_step", "time / neuro's best",
-                       "spikes", "compile_seconds", "note"]))
+                       "spikes", "warmup_seconds", "compile_seconds", "note"]))
     save_json(Path(args.out) / "w1.json", {
         "rows": rows, "configs": [asdict(c) for c in grid], "device": device_line(args.device, args.threads),
         "versions": versions(["torch", "norse", "spikingjelly", "brian2", "lava", "numpy"]), "argv": sys.argv[1:]})

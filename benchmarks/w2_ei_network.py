@@ -175,16 +175,48 @@ def run_brian2(cfg: W2Config, target: str, threads: int) -> Dict[str, object]:
     return out
 
 
-def sweep(cfg: W2Config, threads: int) -> List[Dict[str, object]]:
-    """Event-driven and dense cost against the number of spikes: the resting potential sets the activity."""
+def sweep(cfg: W2Config, dense_duration: float) -> List[Dict[str, object]]:
+    """Event-driven and dense cost against the number of spikes: the resting potential sets the activity.
+    The dense engine runs ``dense_duration`` seconds of network time per level."""
     rows = []
     for v_leak in (1.02, 1.1, 1.3, 1.6):
-        c = replace(cfg, v_leak=v_leak)
         for mode in (True, False):
+            c = replace(cfg, v_leak=v_leak, duration=cfg.duration if mode else min(cfg.duration, dense_duration))
             r = run_neuro(c, mode, progress=False)
             rows.append({"v_leak": v_leak, "mode": "event" if mode else "dense", "spikes": r["spikes"],
-                         "seconds": r["seconds"], "us_per_step": 1e6 * r["seconds"] / c.steps})
+                         "spikes_per_step": r["spikes"] / c.steps, "seconds": r["seconds"],
+                         "us_per_step": 1e6 * r["seconds"] / c.steps})
     return rows
+
+
+def linear_fit(rows: List[Dict[str, object]], mode: str) -> Dict[str, float]:
+    """Least-squares ``us_per_step = intercept + slope * spikes_per_step`` over the sweep, with R^2."""
+    x = np.array([r["spikes_per_step"] for r in rows if r["mode"] == mode])
+    y = np.array([r["us_per_step"] for r in rows if r["mode"] == mode])
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (intercept + slope * x)
+    r2 = 1.0 - float(residual @ residual) / max(float(((y - y.mean()) ** 2).sum()), 1e-30)
+    return {"us_per_spike": float(slope), "us_per_step_at_no_spikes": float(intercept), "r2": r2}
+
+
+def plot_sweep(rows: List[Dict[str, object]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for mode, marker in (("event", "o"), ("dense", "s")):
+        pts = sorted((r["spikes_per_step"], r["us_per_step"]) for r in rows if r["mode"] == mode)
+        ax.plot(*zip(*pts), marker=marker, label=f"neuro, {mode}")
+    ax.set_xlabel("spikes per step (whole network)")
+    ax.set_ylabel("wall time per step (µs)")
+    ax.set_yscale("log")
+    ax.set_title("W2: cost against activity")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -221,8 +253,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     payload = {"config": asdict(cfg), "rows": rows, "device": device_line(args.device, args.threads),
                "versions": versions(["torch", "norse", "brian2", "numpy"]), "argv": sys.argv[1:]}
     if args.sweep:
-        payload["sweep"] = sweep(cfg, args.threads)
-        print(table(payload["sweep"], ["v_leak", "mode", "spikes", "seconds", "us_per_step"]))
+        payload["sweep"] = sweep(cfg, args.dense_duration)
+        payload["sweep_fit_event"] = linear_fit(payload["sweep"], "event")
+        print(table(payload["sweep"], ["v_leak", "mode", "spikes", "spikes_per_step", "seconds", "us_per_step"]))
+        print(f"event-driven: us/step = {payload['sweep_fit_event']['us_per_step_at_no_spikes']:.4g} + "
+              f"{payload['sweep_fit_event']['us_per_spike']:.4g} x spikes/step (R^2 = {payload['sweep_fit_event']['r2']:.3f})")
+        plot_sweep(payload["sweep"], Path(args.out) / "w2_sweep.png")
     save_json(Path(args.out) / "w2.json", payload)
     return 0
 

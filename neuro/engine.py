@@ -122,6 +122,11 @@ class Simulator:
             always; ``"auto"`` (default): event-driven on CPU for every step in which at most
             :attr:`EVENT_FRACTION` of a projection's pre (or post) neurons spiked, dense on CUDA
             (counting the spikes there would stall the device every step).
+        compile: ``True`` or a ``torch.compile`` mode (``"reduce-overhead"``: CUDA graphs on a GPU;
+            ``"max-autotune"``): each step runs as fused kernels made by ``torch.compile`` (inductor:
+            C++/OpenMP on CPU, Triton on CUDA) instead of one kernel per operation. The first steps
+            compile (tens of seconds); worth it for long runs. Compiled steps are dense (data-dependent
+            event lists would break the graph), so ``event_driven=True`` is refused with it.
     """
 
     #: Largest fraction of spiking neurons for which ``"auto"`` goes event-driven (measured with
@@ -136,6 +141,7 @@ class Simulator:
         dtype: torch.dtype = torch.float32,
         seed: int = 0,
         event_driven: Union[bool, str] = "auto",
+        compile: Union[bool, str] = False,
     ) -> None:
         if int(replicas) != replicas or replicas < 1:
             raise ValueError(f"replicas must be a positive integer, got {replicas!r}")
@@ -145,6 +151,14 @@ class Simulator:
         self.replicas = int(replicas)
         self.device = torch.device(device)
         self.event_driven = event_driven
+        if compile and event_driven is True:
+            raise ValueError("compile=... runs dense steps: event_driven=True cannot be compiled (use 'auto' or False)")
+        if compile not in (False, True) and not isinstance(compile, str):
+            raise ValueError(f"compile must be True, False or a torch.compile mode, got {compile!r}")
+        self._compiled = None
+        if compile:
+            self._compiled = torch.compile(self._advance, mode=None if compile is True else compile)
+            event_driven = False
         if event_driven == "auto":
             self._event_fraction = self.EVENT_FRACTION if self.device.type == "cpu" else 0.0
         else:
@@ -292,47 +306,53 @@ class Simulator:
             raise KeyError(f"unknown population(s) {sorted(unknown)}; have {sorted(net.populations)}")
         self.time_step += 1
         with torch.no_grad():
-            currents = {name: None for name in net.populations}
-            gated = {}
-            for proj in net.projections.values():
-                into = gated if proj.gated else currents
-                c = into.get(proj.post)
-                into[proj.post] = self.buffers[proj.name] if c is None else c + self.buffers[proj.name]
-            for pop in net.populations.values():
-                if isinstance(pop, InputPopulation):
-                    x = inputs.get(pop.name)
-                    if x is None:
-                        self.spikes[pop.name] = torch.zeros_like(self.spikes[pop.name])
-                        continue
-                    x = self._as_state(x, pop.n, f"input {pop.name!r}")
-                    if pop.encoder is not None:
-                        x = pop.encoder.step(x.contiguous(), step_in_presentation, self.dt, self.generator)
-                    self.spikes[pop.name] = (x > 0).to(self.dtype)
-                else:
-                    c = currents[pop.name]
-                    c = torch.zeros_like(self.spikes[pop.name]) if c is None else c
-                    self.spikes[pop.name] = pop.model.step(c, self.state[pop.name], self.dt, gated.get(pop.name))
-            for proj in net.projections.values():
-                self.buffers[proj.name] = self._propagate(self.syn[proj.name]["w"], self.spikes[proj.pre])
-            learned = set()
-            for name, rule in (self.rules.items() if self.learning else ()):
-                proj = net.projections[name]
-                t_epoch = rule.rule.t_epoch
-                within = self.time_step % t_epoch or t_epoch
-                signals = dict(self.state[proj.post])
-                if proj.post in third_factors:
-                    n = net.populations[proj.post].n
-                    signals["third_factor"] = self._as_state(third_factors[proj.post], n, f"third factor {proj.post!r}")
-                rule.record(self.plastic[name], self.spikes[proj.pre], self.spikes[proj.post], within, signals)
-                if self.time_step % t_epoch == 0:
-                    rule.learn(self.plastic[name], self.syn[name], self.params[name], self.time_step,
-                               self.masks.get(name), self._event_fraction, clamp_all=name in self._unclipped)
-                    self._unclipped.discard(name)
-                    if self.time_step % rule.rule.update_period == 0:  # else u was 0: nothing changed
-                        learned.add(name)
-            if learned and self._tied:
-                self._refresh_ties(learned)
+            (self._compiled or self._advance)(inputs, third_factors, step_in_presentation)
         return self.spikes
+
+    def _advance(self, inputs: Mapping[str, TensorLike], third_factors: Mapping[str, TensorLike],
+                 step_in_presentation: int) -> None:
+        """The work of one step (see the module docstring), on validated arguments; compiled with ``compile``."""
+        net = self.network
+        currents = {name: None for name in net.populations}
+        gated = {}
+        for proj in net.projections.values():
+            into = gated if proj.gated else currents
+            c = into.get(proj.post)
+            into[proj.post] = self.buffers[proj.name] if c is None else c + self.buffers[proj.name]
+        for pop in net.populations.values():
+            if isinstance(pop, InputPopulation):
+                x = inputs.get(pop.name)
+                if x is None:
+                    self.spikes[pop.name] = torch.zeros_like(self.spikes[pop.name])
+                    continue
+                x = self._as_state(x, pop.n, f"input {pop.name!r}")
+                if pop.encoder is not None:
+                    x = pop.encoder.step(x.contiguous(), step_in_presentation, self.dt, self.generator)
+                self.spikes[pop.name] = (x > 0).to(self.dtype)
+            else:
+                c = currents[pop.name]
+                c = torch.zeros_like(self.spikes[pop.name]) if c is None else c
+                self.spikes[pop.name] = pop.model.step(c, self.state[pop.name], self.dt, gated.get(pop.name))
+        for proj in net.projections.values():
+            self.buffers[proj.name] = self._propagate(self.syn[proj.name]["w"], self.spikes[proj.pre])
+        learned = set()
+        for name, rule in (self.rules.items() if self.learning else ()):
+            proj = net.projections[name]
+            t_epoch = rule.t_epoch
+            within = self.time_step % t_epoch or t_epoch
+            signals = dict(self.state[proj.post])
+            if proj.post in third_factors:
+                n = net.populations[proj.post].n
+                signals["third_factor"] = self._as_state(third_factors[proj.post], n, f"third factor {proj.post!r}")
+            rule.record(self.plastic[name], self.spikes[proj.pre], self.spikes[proj.post], within, signals)
+            if self.time_step % t_epoch == 0:
+                rule.learn(self.plastic[name], self.syn[name], self.params[name], self.time_step,
+                           self.masks.get(name), self._event_fraction, clamp_all=name in self._unclipped)
+                self._unclipped.discard(name)
+                if self.time_step % rule.update_period == 0:  # else u was 0: nothing changed
+                    learned.add(name)
+        if learned and self._tied:
+            self._refresh_ties(learned)
 
     def _propagate(self, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Synaptic input ``(R, M)`` from spikes ``s`` ``(R, N)`` through weights ``w`` ``(1|R, M, N)``."""

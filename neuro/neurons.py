@@ -5,7 +5,6 @@ them into Norse parameters for a step of ``dt`` seconds.
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
@@ -153,12 +152,17 @@ class LIF:
         return z
 
 
-@functools.lru_cache(maxsize=256)
+_CONSTANTS: Dict[Tuple[Any, ...], Tuple[torch.Tensor, ...]] = {}
+
+
 def _constants(model: LIF, dtype: torch.dtype, device: torch.device) -> Tuple[torch.Tensor, ...]:
     """Norse's LIF parameters in the state's dtype (float32 constants would round a float64 run),
-    made once per model, dtype and device rather than every step."""
-    c = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
-    return c(1.0 / model.tau_syn), c(1.0 / model.tau_mem), c(model.v_leak), c(model.v_reset)
+    made once per model, dtype and device rather than every step (a plain dict: torch.compile traces it)."""
+    key = (model, dtype, device)
+    if key not in _CONSTANTS:
+        c = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
+        _CONSTANTS[key] = (c(1.0 / model.tau_syn), c(1.0 / model.tau_mem), c(model.v_leak), c(model.v_reset))
+    return _CONSTANTS[key]
 
 
 @dataclass(frozen=True)

@@ -83,19 +83,24 @@ class CompiledRule:
             for target, terms in self.terms.items()
         }
         self.has_local = any(any(v) for v in self.local.values())
+        # Plain ints read every step (the rule's properties expand it, and torch.compile cannot trace them).
+        self.t_epoch: int = rule.t_epoch
+        self.update_period: int = rule.update_period
+        self.u_exponent: int = rule.u_exponent
+        self.w_min, self.w_max = rule.w_min, rule.w_max
 
     def powers(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """``decay**k`` for ``k = 0..t_epoch`` on ``like``'s device and dtype (cached)."""
         table = self._powers.get(name)
         if table is None or table.device != like.device or table.dtype != like.dtype:
             a = self.decay[name]
-            table = torch.tensor([a**k for k in range(self.rule.t_epoch + 1)], dtype=like.dtype, device=like.device)
+            table = torch.tensor([a**k for k in range(self.t_epoch + 1)], dtype=like.dtype, device=like.device)
             self._powers[name] = table
         return table
 
     def at_end(self, name: str, start: torch.Tensor, t_spk: torch.Tensor) -> torch.Tensor:
         """Trace ``name`` at the end of the epoch from its start value and last spike times."""
-        return _at_end(start, self.powers(name, start), self.impulse[name], t_spk, self.rule.t_epoch)
+        return _at_end(start, self.powers(name, start), self.impulse[name], t_spk, self.t_epoch)
 
     # --- spiking phase -------------------------------------------------------------------------
     def record(
@@ -151,18 +156,18 @@ class CompiledRule:
         columns are clipped unless ``clamp_all``. Products that compare neurons
         (softmax, winner, sum_pre) are evaluated on the whole matrix.
         """
-        full: Dict[str, torch.Tensor] = {}
+        full: Dict[str, torch.Tensor] = {}  # var -> update to add
+        updated: Dict[str, torch.Tensor] = {}  # var -> new value (update already added)
         parts: List[Tuple[str, int, torch.Tensor, torch.Tensor]] = []  # (var, dim, index, delta)
         shape = tuple(syn["w"].shape[1:])
         for target, terms in self.terms.items():
             var = target[1:]
             shared = syn[var].shape[0] == 1 and replicas > 1
-            total: Optional[torch.Tensor] = None
+            dense: List[List] = []
             for term, local in zip(terms, self.local[target]):
                 index = events.get(term.dependency) if (events is not None and local) else None
                 if index is None:
-                    value = _product(ctx.factors(term), replicas, shape, shared)
-                    total = value if total is None else total + value
+                    dense.append(ctx.factors(term))
                     continue
                 if index.numel() == 0:
                     continue  # nobody spiked: the product is 0 everywhere
@@ -171,19 +176,31 @@ class CompiledRule:
                 value = _product(_Sliced(ctx, dim, index).factors(term), replicas, sub, shared)
                 parts.append((var, dim, index, self._finish(value, syn[var], replicas, sub, shared, scale,
                                                            None if mask is None else mask.index_select(dim, index))))
-            if total is not None:
-                full[var] = self._finish(total, syn[var], replicas, shape, shared, scale, mask)
+            if not dense:
+                continue
+            outer = [_separable(f) for f in dense]
+            if all(o is not None for o in outer):
+                # Every product is (post vector) x (pre vector): one matrix product adds them all.
+                updated[var] = _add_outer(syn[var], outer, replicas, scale, mask)
+                continue
+            total = None
+            for f in dense:
+                value = _product(f, replicas, shape, shared)
+                total = value if total is None else total + value
+            full[var] = self._finish(total, syn[var], replicas, shape, shared, scale, mask)
         for var, delta in full.items():
             syn[var] = syn[var] + delta
+        syn.update(updated)
         for var, dim, index, delta in parts:
             syn[var].index_add_(syn[var].dim() + dim, index, delta.to(syn[var].dtype))
-        lo, hi = self.rule.w_min, self.rule.w_max
-        if clamp_all or "w" in full:
-            syn["w"] = syn["w"].clamp(lo, hi)
+        fresh = set(full) | set(updated)  # new tensors, which may be clipped in place
+        lo, hi = self.w_min, self.w_max
+        if clamp_all or "w" in fresh:
+            syn["w"] = syn["w"].clamp_(lo, hi) if "w" in fresh else syn["w"].clamp(lo, hi)
         else:
             _clamp_touched(syn["w"], [(dim, index) for var, dim, index, _ in parts if var == "w"], lo, hi)
-        if "d" in full:
-            syn["d"] = syn["d"].clamp(min=0.0)
+        if "d" in fresh:
+            syn["d"] = syn["d"].clamp_(min=0.0)
         else:
             _clamp_touched(syn["d"] if "d" in syn else None,
                            [(dim, index) for var, dim, index, _ in parts if var == "d"], 0.0, math.inf)
@@ -214,7 +231,6 @@ class CompiledRule:
         ``event_fraction``: evaluate the products that depend on post (pre) spikes only on the rows
         (columns) of the neurons that spiked, when those are at most this fraction of the population
         (0: never, 1: always); see :meth:`apply`. The result is the same either way."""
-        t_epoch = self.rule.t_epoch
         events = None
         if event_fraction > 0 and self.has_local:
             events = {}
@@ -256,6 +272,45 @@ def _clamp_touched(x: Optional[torch.Tensor], touched: List[Tuple[int, torch.Ten
     for dim, index in touched:
         d = x.dim() + dim
         x.index_copy_(d, index, x.index_select(d, index).clamp(lo_, hi_))
+
+
+def _separable(factors: List) -> Optional[Tuple[object, object]]:
+    """``(a, b)`` with ``prod(factors) == a * b``, ``a`` post-sided ``(R|1, M|1, 1)`` (with every number
+    folded in) and ``b`` pre-sided ``(R|1, 1, N)`` (or 1); ``None`` if a factor spans both sides."""
+    post, pre, numbers = [], [], []
+    for f in factors:
+        if not isinstance(f, torch.Tensor) or f.dim() == 0:
+            numbers.append(f)
+        elif f.dim() == 3 and f.shape[-1] == 1:
+            post.append(f)
+        elif f.dim() == 3 and f.shape[-2] == 1:
+            pre.append(f)
+        else:
+            return None
+    if not (post or pre):
+        return None
+    return _prod(post + numbers), (_prod(pre) if pre else 1.0)
+
+
+def _add_outer(current: torch.Tensor, outer: List[Tuple[object, object]], replicas: int, scale: float,
+               mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """``current + scale * sum_k a_k b_k`` (summed over replicas where ``current`` is shared, ``(1, M, N)``)
+    as one matrix product per replica group, added in the same kernel where no mask intervenes."""
+    m, n = current.shape[1:]
+    like = dict(dtype=current.dtype, device=current.device)
+    a = [torch.broadcast_to(torch.as_tensor(x, **like), (replicas, m, 1))[..., 0] for x, _ in outer]
+    b = [torch.broadcast_to(torch.as_tensor(y, **like), (replicas, 1, n))[:, 0, :] for _, y in outer]
+    if scale != 1.0:
+        a = [x * scale for x in a]
+    if current.shape[0] == 1:  # shared: sum over terms and replicas, (M, K) @ (K, N)
+        a_cat, b_cat = torch.cat(a, 0).T, torch.cat(b, 0)
+        if mask is None:
+            return torch.addmm(current[0], a_cat, b_cat)[None]
+        return current + (a_cat @ b_cat) * mask
+    a_st, b_st = torch.stack(a, -1), torch.stack(b, 1)  # (R, M, K) @ (R, K, N)
+    if mask is None:
+        return torch.baddbmm(current, a_st, b_st)
+    return current + torch.bmm(a_st, b_st) * mask
 
 
 def _product(factors: List, replicas: int, shape: Tuple[int, int], sum_replicas: bool) -> torch.Tensor:
@@ -349,8 +404,8 @@ class _EpochContext(_Context):
         self.rule, self.state, self.syn, self.params = rule, state, syn, params
         tx, ty = state["tx"], state["ty"]
         dtype = state["x"].dtype
-        k = rule.rule.u_exponent
-        epoch_index = time_step // rule.rule.t_epoch
+        k = rule.u_exponent
+        epoch_index = time_step // rule.t_epoch
         self.deps = {
             "x0": (tx > 0).to(dtype)[:, None, :],
             "y0": (ty > 0).to(dtype)[:, :, None],
@@ -360,7 +415,7 @@ class _EpochContext(_Context):
         self.times = {
             "x0": (tx[:, None, :], tx[:, None, :]),  # (for pre traces, for post traces)
             "y0": (ty[:, :, None], ty[:, :, None]),
-            "u": (torch.tensor(rule.rule.t_epoch, device=tx.device),) * 2,
+            "u": (torch.tensor(rule.t_epoch, device=tx.device),) * 2,
         }
         self._cache: Dict[Tuple[str, str], torch.Tensor] = {}
 

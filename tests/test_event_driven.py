@@ -1,4 +1,6 @@
 """Event-driven propagation and learning give the dense engine's results; sparse connectivity (masks)."""
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +145,30 @@ def test_corrupt_mask_in_model_file_is_refused(tmp_path):
         del f["connectivity/ff"]
     with pytest.raises(ModelFileError, match="connectivity/ff"):
         load(path)
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_steps_match_eager():
+    """``compile=True`` (torch.compile; C++ kernels on CPU) runs the same simulation as the eager engine:
+    Poisson-encoded input, a plastic masked projection, recurrent inhibition, float64."""
+    from neuro import PoissonEncoder
+
+    mask = random_mask(30, 40, 0.5, seed=4)
+    net = Network(dt=1e-3)
+    net.input("inp", 40, encoder=PoissonEncoder(max_rate=100.0))
+    net.population("out", 30, LIF(tau_mem=20e-3, tau_syn=5e-3))
+    net.connect("inp", "out", np.random.default_rng(0).uniform(0, 0.8, (30, 40)) * mask, mask=mask,
+                rule=stdp(a_plus=0.02, a_minus=0.021), name="ff")
+    net.connect("out", "out", -0.3 * (1 - np.eye(30)), name="rec")
+    values = np.random.default_rng(1).random(40)
+    runs = {}
+    for compiled in (False, True):
+        sim = Simulator(net, replicas=2, dtype=torch.float64, seed=5, compile=compiled)
+        rec = sim.run(60, inputs={"inp": values}, monitors=["out.spikes"])
+        runs[compiled] = (rec["out.spikes"], sim.weights("ff").clone())
+    assert runs[False][0].sum() > 20
+    assert torch.equal(runs[True][0], runs[False][0])
+    torch.testing.assert_close(runs[True][1], runs[False][1], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="event_driven=True cannot be compiled"):
+        Simulator(net, compile=True, event_driven=True)
