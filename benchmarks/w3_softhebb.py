@@ -7,7 +7,8 @@ Workload: MNIST-5k images (28x28), one layer of 2,000 neurons learning unsupervi
   once (replicas), with the engine dense and event-driven;
 * the peer: the same 784 -> 2,000 layer plus a 10-way head trained end to end by backprop (Adam,
   mini-batches of 64, one epoch) -- the usual way to train that layer; its time includes scoring
-  the test images once.
+  100 test images once. It runs on the CPU (``networks.baselines`` has no device argument).
+Every method gets one untimed warm-up on a few images.
 
     python benchmarks/w3_softhebb.py            # 1,000 images, 2,000 neurons (~1 min on 2 cores)
     python benchmarks/w3_softhebb.py --quick    # 200 images, 400 neurons (~10 s)
@@ -51,11 +52,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows: List[Dict[str, object]] = []
 
     sim = softhebb.rate_simulator(softhebb.build_rate(n_in, cfg), cfg, device=args.device)
+    softhebb.train_rate(softhebb.rate_simulator(softhebb.build_rate(n_in, cfg), cfg, device=args.device),
+                        x[:64], cfg.batch)  # warm-up, as every method gets
     seconds = timed(lambda: softhebb.train_rate(sim, x, cfg.batch), args.device)
     rows.append({"method": f"SoftHebb rate, batch {cfg.batch}", "seconds": seconds})
 
     net = softhebb.build_spiking(n_in, cfg, spk)
     for mode in (True, False):
+        softhebb.train_spiking(Simulator(net, replicas=args.replicas, device=args.device, event_driven=mode),
+                               x[: args.replicas], spk)  # warm-up
         spiking = Simulator(net, replicas=args.replicas, device=args.device, event_driven=mode)
         stats = {}
         seconds = timed(lambda: stats.update(softhebb.train_spiking(spiking, x, spk)), args.device)

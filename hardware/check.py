@@ -334,6 +334,13 @@ def check(
     for proj in net.projections.values():
         n_pre, n_post = net.populations[proj.pre].n, net.populations[proj.post].n
         where = f"projection {proj.name!r}" + (f" (rule {proj.rule.name!r})" if proj.rule else "")
+        if proj.mask is not None and target.rule_ops is not None:
+            notes.append(
+                f"{where}: sparse ({proj.synapses:,} of {n_pre * n_post:,} synapses); synapse memory is estimated as "
+                "dense (an upper bound)" + ("; export.lava runs a sparse *plastic* projection nowhere yet "
+                                           "(it writes LearningDense, which would grow the missing synapses)"
+                                           if proj.rule is not None else "")
+            )
         if proj.rule is not None:
             bits, detail = plastic_bits(proj.rule, target)
             reasons.extend(rule_problems(proj.rule, target, dt, where))

@@ -121,16 +121,22 @@ class Simulator:
         event_driven: ``True``: event-driven propagation and learning always; ``False``: dense
             always; ``"auto"`` (default): event-driven on CPU for every step in which at most
             :attr:`EVENT_FRACTION` of a projection's pre (or post) neurons spiked, dense on CUDA
-            (counting the spikes there would stall the device every step).
+            (counting the spikes there would stall the device every step). On CUDA the event-driven
+            sums use atomic adds: not bit-reproducible from run to run, unlike the dense path.
         compile: ``True`` or a ``torch.compile`` mode (``"reduce-overhead"``: CUDA graphs on a GPU;
             ``"max-autotune"``): each step runs as fused kernels made by ``torch.compile`` (inductor:
             C++/OpenMP on CPU, Triton on CUDA) instead of one kernel per operation. The first steps
-            compile (tens of seconds); worth it for long runs. Compiled steps are dense (data-dependent
-            event lists would break the graph), so ``event_driven=True`` is refused with it.
+            compile (seconds to tens of seconds); worth it for long runs. Compiled steps are dense
+            (data-dependent event lists would break the graph), so ``event_driven=True`` is refused with
+            it. torch.compile keeps a few compiled versions per process (``torch._dynamo.config.
+            recompile_limit``, 8) and runs further simulators of other shapes eagerly: raise it when
+            compiling many. With ``"reduce-overhead"`` the tensors a step returns live in the CUDA graph's
+            memory: clone what you keep across steps.
     """
 
-    #: Largest fraction of spiking neurons for which ``"auto"`` goes event-driven (measured with
-    #: ``benchmarks/engine_speed.py``: below it, gathering the spiking columns beats the matrix product).
+    #: Largest fraction of spiking neurons for which ``"auto"`` goes event-driven (W1 and W3 in
+    #: ``benchmarks/``: well below it, gathering the spiking columns beats the matrix product; above
+    #: a few percent the dense update of a learning projection is cheaper).
     EVENT_FRACTION = 0.05
 
     def __init__(
@@ -253,10 +259,10 @@ class Simulator:
         self.params[projection][name] = v.expand(self.replicas).reshape(self.replicas, 1, 1).clone()
 
     def weights(self, projection: str) -> torch.Tensor:
-        """Current weights, ``(post, pre)`` if shared else ``(R, post, pre)``: the live tensor, which
-        event-driven learning updates in place (``.clone()`` it to keep a snapshot)."""
+        """A copy of the current weights, ``(post, pre)`` if shared else ``(R, post, pre)`` (a copy:
+        event-driven learning updates the live tensor in place)."""
         w = self.syn[projection]["w"]
-        return w[0] if self.network.projections[projection].shared else w
+        return (w[0] if self.network.projections[projection].shared else w).clone()
 
     def set_weights(self, projection: str, weights: TensorLike) -> None:
         """Replace a projection's weights (and those of projections tied to it)."""
@@ -469,6 +475,9 @@ class Simulator:
                 raise ValueError(f"state {k!r}: expected shape {expected[k].shape}, got {np.shape(v)}")
             if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.all(np.isfinite(v)):
                 raise ValueError(f"state {k!r} contains NaN or infinite values")
+            proj = k[len("synapses/"):-len("/w")] if k.startswith("synapses/") and k.endswith("/w") else None
+            if proj in self.masks and np.any(np.asarray(v)[..., ~self.masks[proj].cpu().numpy()] != 0):
+                raise ValueError(f"state {k!r} has weights where the projection has no synapse (mask)")
 
         def t(k: str, like: torch.Tensor) -> torch.Tensor:
             # A copy: two simulators loaded from one state must not share (in-place updated) memory.

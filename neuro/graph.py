@@ -243,6 +243,12 @@ class Network:
             raise ValueError(f"connect {name!r}: weights contain NaN or infinite values")
         if mask is not None and np.any(w[..., ~mask] != 0):
             raise ValueError(f"connect {name!r}: weights must be 0 where the mask has no synapse")
+        if mask is not None and rule is not None and not rule.w_min <= 0.0 <= rule.w_max:
+            # Missing synapses hold 0; a rule that clips every weight into [w_min, w_max] would move them.
+            raise ValueError(
+                f"connect {name!r}: a masked projection needs a rule whose bounds include 0 "
+                f"(missing synapses hold 0), got w_min={rule.w_min}, w_max={rule.w_max}"
+            )
         if tie is not None:
             if mask is not None:
                 raise ValueError(f"connect {name!r}: tied weights take the source's connectivity; give no mask")
@@ -325,6 +331,9 @@ class Network:
     ) -> "Network":
         """Rebuild a network from :meth:`to_data` output, initial weights and connectivity masks by projection name."""
         masks = masks or {}
+        for p in data.get("projections", []):
+            if isinstance(p, dict) and p.get("masked") and p.get("name") not in masks:
+                raise ValueError(f"projection {p.get('name')!r} is sparse (masked) but no mask was given for it")
         if not isinstance(data, dict) or data.get("format") != "neuro.network/1":
             raise ValueError("not a neuro network description (missing format 'neuro.network/1')")
         net = Network(dt=data["dt"], name=data.get("name", "network"))

@@ -5,8 +5,8 @@ run exactly where it stopped (same spikes, weights, tags and traces as an
 uninterrupted run):
 
 ``/`` (root) attributes
-    ``format = "neuro.model"``, ``format_version = 1``, ``writer`` (the neuro
-    version that wrote it).
+    ``format = "neuro.model"``, ``format_version`` (1, or 2 when the file has
+    ``/connectivity``), ``writer`` (the neuro version that wrote it).
 ``/network``
     scalar UTF-8 string dataset: ``json.dumps(Network.to_data())``, i.e. the
     populations (size, neuron model and its parameters, encoder) and the
@@ -54,7 +54,11 @@ from neuro.expr import RuleError
 from neuro.graph import InputPopulation, Network
 
 FORMAT = "neuro.model"
-FORMAT_VERSION = 1
+#: The newest layout: 2 adds ``/connectivity`` (sparse projections). A file without masks is still
+#: written as 1, so versions of neuro that know only 1 keep reading it; one with masks as 2, so they
+#: refuse it instead of reading its sparse projections as all-to-all.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
@@ -127,7 +131,8 @@ def _write_contents(f: h5py.File, simulator: Simulator, network_json: str, metad
     from neuro import __version__  # late: neuro/__init__ may import this module
 
     f.attrs["format"] = _fixed_string(FORMAT)
-    f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+    masked = any(p.mask is not None for p in simulator.network.projections.values())
+    f.attrs["format_version"] = np.int64(FORMAT_VERSION if masked else 1)
     f.attrs["writer"] = _fixed_string(f"neuro {__version__}")
     _write_string(f, "network", network_json)
     if metadata_json is not None:
@@ -401,9 +406,10 @@ def _read_header(r: _Reader) -> int:
         found = "no format marker" if marker is None else f"format marker {marker!r}"
         raise r.error(f"not a neuro model file ({found}; expected format {FORMAT!r}), e.g. a foreign HDF5 file")
     version = r.attr_int(f, "format_version", "the root")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise r.error(
-            f"unsupported format_version {version}; this version of neuro reads format_version {FORMAT_VERSION}"
+            f"unsupported format_version {version}; this version of neuro reads format_version "
+            f"{' and '.join(map(str, READABLE_VERSIONS))}"
         )
     return version
 
@@ -440,6 +446,8 @@ def _read(path: str, f: h5py.File) -> _Contents:
         if p.get("masked", False) is not False:
             if p["masked"] is not True:
                 raise r.error(f"projection {p['name']!r}: 'masked' must be true or false, got {p['masked']!r}")
+            if version < 2:
+                raise r.error(f"projection {p['name']!r} is sparse (masked), which format_version {version} cannot hold")
             ds_name = f"/connectivity/{p['name']}"
             mask = r.numeric(ds_name, shapes[p["name"]], kinds="iub")
             if not np.all((mask == 0) | (mask == 1)):

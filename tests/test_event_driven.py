@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neuro import LIF, LearningRule, Network, Simulator, Trace, load, random_mask, save
-from neuro.expr import Param, softmax, w, x0, x1, y0, y1
+from neuro.expr import Param, d, softmax, t, u, w, x0, x1, y0, y1
 from neuro.standard_rules import stdp
 
 
@@ -37,6 +37,11 @@ RULES = {
     "stdp": stdp(a_plus=0.02, a_minus=0.021),
     "stdp_epoch4": stdp(a_plus=0.02, a_minus=0.021, t_epoch=4),
     "multiplicative": stdp(a_plus=0.02, a_minus=0.021, multiplicative=True),
+    # tag and delay targets, local and dense (u) products mixed, t_epoch > 1 (traces sampled at spike times)
+    "tag_delay": LearningRule(dw=0.02 * y0 * x1 - 0.021 * x0 * y1 + 0.01 * u * t * (0.5 - w),
+                              dt=0.1 * y0 * x1 - 0.02 * u * t, dd=0.05 * x0 * y1 - 0.03 * y0 * x1 * d,
+                              traces={"x1": Trace(1.0, 20e-3), "y1": Trace(1.0, 10e-3)}, t_epoch=2,
+                              w_min=0.0, w_max=1.0),
     # softmax compares post neurons: evaluated densely even in event mode
     "softmax": LearningRule(dw=Param("eta") * y0 * x1 * softmax(w, 1.0) - 0.01 * x0 * y1,
                             traces={"x1": Trace(1.0, 20e-3), "y1": Trace(1.0, 20e-3)},
@@ -93,6 +98,52 @@ def test_event_driven_propagation_of_per_replica_weights():
     assert z_d.sum() > 50 and torch.equal(z_d, z_e)
 
 
+def test_event_driven_tags_and_delays_match_dense():
+    net = _net(RULES["tag_delay"], mask=random_mask(40, 60, 0.3, seed=2), w_scale=0.8)
+    runs = {}
+    for mode in (False, True):
+        _, _, sim = _run(net, mode, replicas=2, rate=0.08)
+        runs[mode] = {k: sim.syn["ff"][k].clone() for k in ("w", "t", "d")}
+    assert (runs[False]["d"] > 0).any() and (runs[False]["t"] != 0).any()
+    for k in ("w", "t", "d"):
+        torch.testing.assert_close(runs[True][k], runs[False][k], rtol=1e-12, atol=1e-12)
+
+
+def test_weights_returns_a_snapshot_while_learning_updates_in_place():
+    net = _net(RULES["stdp"], w_scale=0.8)
+    sim = Simulator(net, dtype=torch.float64, event_driven=True)
+    before = sim.weights("ff")
+    sim.run(100, inputs={"inp": (torch.rand(100, 60, generator=torch.Generator().manual_seed(0)) < 0.05).double()})
+    assert (sim.weights("ff") != before).any()
+
+
+def test_mask_with_bounds_excluding_zero_is_refused():
+    net = Network()
+    net.input("a", 3)
+    net.population("b", 2)
+    mask = np.array([[1, 0, 1], [0, 1, 0]], bool)
+    with pytest.raises(ValueError, match="bounds include 0"):
+        net.connect("a", "b", 0.5, mask=mask, rule=stdp(w_min=0.1))
+
+
+def test_state_with_weights_off_the_mask_is_refused():
+    net = _net(RULES["stdp"], mask=random_mask(40, 60, 0.3, seed=2))
+    sim = Simulator(net)
+    state = sim.state_dict()
+    state["synapses/ff/w"] = np.ones_like(state["synapses/ff/w"])
+    with pytest.raises(ValueError, match="no synapse"):
+        sim.load_state_dict(state)
+
+
+def test_description_of_a_masked_projection_needs_its_mask():
+    net = _net(RULES["stdp"], mask=random_mask(40, 60, 0.3, seed=2))
+    weights = {name: p.weights for name, p in net.projections.items()}
+    with pytest.raises(ValueError, match="no mask was given"):
+        Network.from_data(net.to_data(), weights)
+    back = Network.from_data(net.to_data(), weights, {n: p.mask for n, p in net.projections.items()})
+    assert np.array_equal(back.projections["ff"].mask, net.projections["ff"].mask)
+
+
 def test_mask_errors():
     net = Network()
     net.input("a", 3)
@@ -125,6 +176,9 @@ def test_mask_survives_model_file(tmp_path):
     assert np.array_equal(back.network.projections["ff"].mask, mask)
     assert np.array_equal(back.network.projections["rec"].mask, net.projections["rec"].mask)
     from neuro.io import describe
+    import h5py
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 2  # an older neuro refuses it rather than read it dense
     assert f"sparse: {mask.sum():,} of 2,400 possible synapses ({100 * mask.sum() / 2400:.3g} %)" in describe(path)
 
 
@@ -144,6 +198,11 @@ def test_corrupt_mask_in_model_file_is_refused(tmp_path):
     with h5py.File(path, "r+") as f:
         del f["connectivity/ff"]
     with pytest.raises(ModelFileError, match="connectivity/ff"):
+        load(path)
+    with h5py.File(path, "r+") as f:
+        f["connectivity/ff"] = data.clip(0, 1)
+        f.attrs["format_version"] = 1
+    with pytest.raises(ModelFileError, match="format_version 1 cannot hold"):
         load(path)
 
 
