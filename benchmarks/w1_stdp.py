@@ -5,7 +5,7 @@ shared by every simulator), a dense 784 -> N projection with additive pair-based
 20 ms time constants, weights clipped to [0, 1]), LIF neurons with Norse's default parameters
 (tau_mem 10 ms, tau_syn 5 ms, threshold 1), dt = 1 ms, T = 1,000 steps, R replicas that share
 the weights and add their updates (a mini-batch, as Norse's ``stdp_step_linear`` does with a
-batch). Timed: the T steps after one warm-up run, the device synchronised.
+batch). Timed: the T steps after a 50-step warm-up run, the device synchronised.
 
 Peers, each with its own idiomatic loop:
 * neuro itself three ways: event-driven, dense, and dense compiled (``Simulator(compile=...)``:
@@ -87,24 +87,24 @@ def build(cfg: W1Config, loihi: bool = False) -> Network:
     return net
 
 
-def neuro_runner(cfg: W1Config, x: torch.Tensor, device: str, event_driven, compile=False) -> Callable[[], int]:
+def neuro_runner(cfg: W1Config, x: torch.Tensor, device: str, event_driven, compile=False) -> Callable[[int], int]:
     net = build(cfg)
     # One simulator, restarted for each run: a compiled one keeps its kernels (compiling is the warm-up's).
     sim = Simulator(net, replicas=cfg.replicas, device=device, event_driven=event_driven, compile=compile)
 
-    def run() -> int:
+    def run(steps: int) -> int:
         sim.reset()
         sim.set_weights("ff", net.projections["ff"].weights)
         sim.time_step = 0
         count = torch.zeros((), device=device)
-        for k in range(cfg.steps):
+        for k in range(steps):
             count = count + sim.step({"inp": x[k]})["out"].sum()
         return int(count.item())
 
     return run
 
 
-def norse_runner(cfg: W1Config, x: torch.Tensor, device: str) -> Callable[[], int]:
+def norse_runner(cfg: W1Config, x: torch.Tensor, device: str) -> Callable[[int], int]:
     from norse.torch.functional.lif import LIFFeedForwardState, LIFParameters, lif_feed_forward_step
     from norse.torch.functional.stdp import STDPParameters, STDPState, stdp_step_linear
 
@@ -115,14 +115,14 @@ def norse_runner(cfg: W1Config, x: torch.Tensor, device: str) -> Callable[[], in
     p_stdp = STDPParameters(tau_pre_inv=torch.tensor(1 / cfg.tau), tau_post_inv=torch.tensor(1 / cfg.tau),
                             eta_plus=cfg.a_plus * scale, eta_minus=cfg.a_minus * scale, w_min=0.0, w_max=1.0)
 
-    def run() -> int:
+    def run(steps: int) -> int:
         w = w0.clone()
         r, n = cfg.replicas, cfg.n
         s = LIFFeedForwardState(v=torch.zeros(r, n, device=device), i=torch.zeros(r, n, device=device))
         st = STDPState(t_pre=torch.zeros(r, cfg.n_in, device=device), t_post=torch.zeros(r, n, device=device))
         count = torch.zeros((), device=device)
         with torch.no_grad():
-            for k in range(cfg.steps):
+            for k in range(steps):
                 z_in = x[k].float()
                 z, s = lif_feed_forward_step(z_in @ w.T, s, p, cfg.dt)
                 w, st = stdp_step_linear(z_in, z, w, st, p_stdp, cfg.dt)
@@ -132,12 +132,12 @@ def norse_runner(cfg: W1Config, x: torch.Tensor, device: str) -> Callable[[], in
     return run
 
 
-def spikingjelly_runner(cfg: W1Config, x: torch.Tensor, device: str) -> Callable[[], int]:
+def spikingjelly_runner(cfg: W1Config, x: torch.Tensor, device: str) -> Callable[[int], int]:
     from spikingjelly.activation_based import functional, layer, learning, neuron
 
     w0 = torch.as_tensor(initial_weights(cfg), dtype=torch.float32, device=device)
 
-    def run() -> int:
+    def run(steps: int) -> int:
         fc = layer.Linear(cfg.n_in, cfg.n, bias=False, step_mode="s").to(device)
         with torch.no_grad():
             fc.weight.copy_(w0)
@@ -150,7 +150,7 @@ def spikingjelly_runner(cfg: W1Config, x: torch.Tensor, device: str) -> Callable
         opt = torch.optim.SGD(fc.parameters(), lr=1.0)
         count = torch.zeros((), device=device)
         with torch.no_grad():
-            for k in range(cfg.steps):
+            for k in range(steps):
                 opt.zero_grad()
                 count = count + sn(fc(x[k].float())).sum()
                 learner.step(on_grad=True)
@@ -207,22 +207,25 @@ def lava_run(cfg: W1Config, x: torch.Tensor) -> Dict[str, float]:
     return {"seconds": seconds}
 
 
-def measure(name: str, runner: Callable[[], int], device: str) -> Dict[str, object]:
-    warmup = timed(runner, device)  # allocations, kernels, lazy imports; compiling for a compiled one
+def measure(name: str, runner: Callable[[int], int], steps: int, device: str) -> Dict[str, object]:
+    """Time ``runner(steps)`` after a warm-up of 50 steps (allocations, kernels, lazy imports; compiling)."""
+    warmup = timed(lambda: runner(min(steps, 50)), device)
     spikes = []
-    seconds = timed(lambda: spikes.append(runner()), device)
+    seconds = timed(lambda: spikes.append(runner(steps)), device)
     return {"simulator": name, "seconds": seconds, "spikes": spikes[0], "warmup_seconds": warmup}
 
 
 def one_size(cfg: W1Config, args) -> List[Dict[str, object]]:
     x = inputs(cfg, args.device)
-    rows = [measure("neuro event-driven", neuro_runner(cfg, x, args.device, True), args.device),
-            measure("neuro dense", neuro_runner(cfg, x, args.device, False), args.device),
-            measure("neuro dense, compiled", neuro_runner(cfg, x, args.device, False, compile=args.compile), args.device),
-            measure("Norse loop + stdp_step_linear", norse_runner(cfg, x, args.device), args.device)]
+    t = cfg.steps
+    rows = [measure("neuro event-driven", neuro_runner(cfg, x, args.device, True), t, args.device),
+            measure("neuro dense", neuro_runner(cfg, x, args.device, False), t, args.device),
+            measure("neuro dense, compiled", neuro_runner(cfg, x, args.device, False, compile=args.compile), t,
+                    args.device),
+            measure("Norse loop + stdp_step_linear", norse_runner(cfg, x, args.device), t, args.device)]
     try:
         import spikingjelly  # noqa: F401
-        rows.append(measure("SpikingJelly STDPLearner", spikingjelly_runner(cfg, x, args.device), args.device))
+        rows.append(measure("SpikingJelly STDPLearner", spikingjelly_runner(cfg, x, args.device), t, args.device))
     except ImportError:
         print("SpikingJelly not installed (pip install -e .[peers]): skipped")
     if not args.quick and cfg.replicas == 1 and cfg.n <= args.small:

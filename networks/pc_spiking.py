@@ -69,6 +69,8 @@ class SpikingPCConfig:
         eta: learning rate in the rate network's units (per sample; the batch mean is applied).
         batch: samples simulated at once (replicas); their updates are summed like a mini-batch.
         epochs: passes over the training images.
+        eta_final: the learning rate in the last epoch as a fraction of ``eta``; it falls linearly from
+            ``eta`` over the epochs (1: constant).
         rate: spikes per step of an activity of 1 (inputs, label and value units alike).
         feedback: change of a value unit's current per error spike (per step).
         error_gain: error spikes per step per unit error.
@@ -89,6 +91,7 @@ class SpikingPCConfig:
     eta: float = 0.1
     batch: int = 32
     epochs: int = 10
+    eta_final: float = 1.0
     rate: float = 1.0
     feedback: float = 0.025
     error_gain: float = 1.0
@@ -106,6 +109,8 @@ class SpikingPCConfig:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if self.steps & (self.steps - 1):
             raise ValueError(f"steps must be a power of two (the rule learns every 2**k steps), got {self.steps}")
+        if not 0 < self.eta_final <= 1:
+            raise ValueError(f"eta_final must lie in (0, 1] (a fraction of eta), got {self.eta_final!r}")
         if not 0 < self.rate <= 1:
             raise ValueError(f"rate must lie in (0, 1] spikes per step, got {self.rate!r}")
         for name in ("eta", "feedback", "error_gain", "tau_error", "tau_value", "tau_trace", "trace_impulse", "dt"):
@@ -249,6 +254,9 @@ class SpikingPC:
         t0 = time.perf_counter()
         bar = tqdm(total=cfg.epochs * n_batches, disable=not progress, desc="spiking PC", unit="batch")
         for epoch in range(cfg.epochs):
+            fraction = 1.0 - (1.0 - cfg.eta_final) * epoch / max(cfg.epochs - 1, 1)
+            for name in self.plastic:
+                self.sim.set_param(name, "eta", self.network.projections[name].rule.params["eta"] * fraction)
             order = rng.permutation(len(x))
             for b in range(n_batches):
                 idx = torch.as_tensor(order[b * cfg.batch : (b + 1) * cfg.batch], device=self.device)

@@ -311,8 +311,11 @@ class Simulator:
         if unknown:
             raise KeyError(f"unknown population(s) {sorted(unknown)}; have {sorted(net.populations)}")
         self.time_step += 1
+        # A simulator's first step runs eagerly even when compiled: it fills lazily made constants, which a
+        # compiled step would see change and recompile for.
+        compiled = self._compiled if self.time_step > 1 else None
         with torch.no_grad():
-            (self._compiled or self._advance)(inputs, third_factors, step_in_presentation)
+            (compiled or self._advance)(inputs, third_factors, step_in_presentation)
         return self.spikes
 
     def _advance(self, inputs: Mapping[str, TensorLike], third_factors: Mapping[str, TensorLike],
