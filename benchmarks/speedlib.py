@@ -1,7 +1,7 @@
 """What the speed benchmarks share: timing, the versions and device they ran on, the results table."""
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 import json
 import platform
 import time
@@ -26,13 +26,14 @@ def timed(fn: Callable[[], object], device: str = "cpu") -> float:
 
 
 def versions(names: Sequence[str]) -> Dict[str, str]:
-    """Installed versions of ``names`` (modules), ``"not installed"`` where one does not import."""
+    """Installed versions of the distributions ``names`` (``"lava-nc"``, ``"spikingjelly"`` ...),
+    ``"not installed"`` where one is missing."""
     out = {}
     for name in names:
         try:
-            out[name] = getattr(importlib.import_module(name), "__version__", "?")
-        except Exception as e:  # a peer that fails to import is reported, not fatal
-            out[name] = f"not installed ({type(e).__name__})"
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
     return out
 
 

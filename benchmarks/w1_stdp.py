@@ -274,7 +274,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                        "spikes", "warmup_seconds", "compile_seconds", "note"]))
     save_json(Path(args.out) / "w1.json", {
         "rows": rows, "configs": [asdict(c) for c in grid], "device": device_line(args.device, args.threads),
-        "versions": versions(["torch", "norse", "spikingjelly", "brian2", "lava", "numpy"]), "argv": sys.argv[1:]})
+        "versions": versions(["torch", "norse", "spikingjelly", "brian2", "lava-nc", "numpy"]), "argv": sys.argv[1:]})
     return 0
 
 
