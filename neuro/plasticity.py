@@ -277,10 +277,10 @@ def _clamp_touched(x: Optional[torch.Tensor], touched: List[Tuple[int, torch.Ten
         x.index_copy_(d, index, x.index_select(d, index).clamp(lo_, hi_))
 
 
-def _separable(factors: List) -> Optional[Tuple[object, object]]:
-    """``(a, b)`` with ``prod(factors) == a * b``, ``a`` post-sided ``(R|1, M|1, 1)`` (with every number
-    folded in) and ``b`` pre-sided ``(R|1, 1, N)`` (or 1); ``None`` if a factor spans both sides."""
-    post, pre, numbers = [], [], []
+def _sides(factors: List) -> Tuple[List, List, List, List]:
+    """Sort a product's factors: post-sided ``(R|1, M|1, 1)``, pre-sided ``(R|1, 1, N)``, numbers
+    (Python or 0-d), and those that span both sides."""
+    post, pre, numbers, both = [], [], [], []
     for f in factors:
         if not isinstance(f, torch.Tensor) or f.dim() == 0:
             numbers.append(f)
@@ -289,8 +289,15 @@ def _separable(factors: List) -> Optional[Tuple[object, object]]:
         elif f.dim() == 3 and f.shape[-2] == 1:
             pre.append(f)
         else:
-            return None
-    if not (post or pre):
+            both.append(f)
+    return post, pre, numbers, both
+
+
+def _separable(factors: List) -> Optional[Tuple[object, object]]:
+    """``(a, b)`` with ``prod(factors) == a * b``, ``a`` post-sided ``(R|1, M|1, 1)`` (with every number
+    folded in) and ``b`` pre-sided ``(R|1, 1, N)`` (or 1); ``None`` if a factor spans both sides."""
+    post, pre, numbers, both = _sides(factors)
+    if both or not (post or pre):
         return None
     return _prod(post + numbers), (_prod(pre) if pre else 1.0)
 
@@ -327,18 +334,9 @@ def _product(factors: List, replicas: int, shape: Tuple[int, int], sum_replicas:
     """
     if not sum_replicas:
         return torch.as_tensor(_prod(factors))
-    post, pre, common, full = [], [], [], []
-    for f in factors:
-        if not isinstance(f, torch.Tensor) or f.dim() == 0:
-            common.append(f)
-        elif f.dim() == 3 and f.shape[-1] == 1:
-            post.append(f)
-        elif f.dim() == 3 and f.shape[-2] == 1:
-            pre.append(f)
-        elif f.dim() == 3 and f.shape[0] == 1:
-            common.append(f)
-        else:
-            full.append(f)
+    post, pre, common, both = _sides(factors)
+    common += [f for f in both if f.dim() == 3 and f.shape[0] == 1]  # the same for every replica
+    full = [f for f in both if not (f.dim() == 3 and f.shape[0] == 1)]
     if full or not (post or pre):
         return torch.broadcast_to(torch.as_tensor(_prod(factors)), (replicas,) + shape).sum(dim=0, keepdim=True)
     a, b = _prod(post), _prod(pre)

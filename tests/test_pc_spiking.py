@@ -179,3 +179,24 @@ def test_lava_fixed_point_refuses_what_only_floating_point_runs():
     net = build_spiking(16, 3, SMALL, rule_eta=ETA)
     with pytest.raises(LavaExportError, match="'x1': its current saturates.*floating_pt"):
         run_lava(net, 10, small_inputs(), select_tag="fixed_pt")
+
+
+def test_learning_rate_falls_linearly_to_eta_final():
+    from dataclasses import replace
+
+    cfg = replace(SMALL, epochs=3, eta_final=0.25, batch=2)
+    pc = SpikingPC(16, 3, cfg)
+    seen = []
+    original = pc.learn
+
+    def spy(x, onehot):
+        seen.append(float(pc.sim.params["W1p"]["eta"][0, 0, 0]))
+        original(x, onehot)
+
+    pc.learn = spy
+    data = load_digits()
+    pc.train(data.x_train[:4, :16], data.y_train[:4] % 3)
+    base = cfg.rule_eta
+    assert np.allclose(seen, [base, base, 0.625 * base, 0.625 * base, 0.25 * base, 0.25 * base], rtol=1e-6)
+    with pytest.raises(ValueError, match="eta_final"):
+        replace(SMALL, eta_final=0.0)
