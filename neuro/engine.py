@@ -368,8 +368,8 @@ class Simulator:
         if self._event_fraction > 0:
             r, n = s.nonzero(as_tuple=True)
             if r.numel() <= self._event_fraction * s.numel():
-                # Event-driven: the sum of the columns of the neurons that spiked, weighted by the payload.
-                cols = (w[0].index_select(1, n).T if w.shape[0] == 1 else w[r, :, n]) * s[r, n, None]
+                # Event-driven: the sum of the columns of the neurons that spiked (spikes here are 0 or 1).
+                cols = w[0].index_select(1, n).T if w.shape[0] == 1 else w[r, :, n]
                 return torch.zeros(s.shape[0], w.shape[1], dtype=w.dtype, device=w.device).index_add_(0, r, cols)
         if w.shape[0] == 1:
             return s @ w[0].T
@@ -478,6 +478,8 @@ class Simulator:
                 raise ValueError(f"state {k!r}: expected shape {expected[k].shape}, got {np.shape(v)}")
             if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.all(np.isfinite(v)):
                 raise ValueError(f"state {k!r} contains NaN or infinite values")
+            if k.startswith("spikes/") and not np.all((np.asarray(v) == 0) | (np.asarray(v) == 1)):
+                raise ValueError(f"state {k!r}: spikes must be 0 or 1")
             proj = k[len("synapses/"):-len("/w")] if k.startswith("synapses/") and k.endswith("/w") else None
             if proj in self.masks and np.any(np.asarray(v)[..., ~self.masks[proj].cpu().numpy()] != 0):
                 raise ValueError(f"state {k!r} has weights where the projection has no synapse (mask)")

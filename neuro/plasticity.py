@@ -114,6 +114,11 @@ class CompiledRule:
         """Record one step's pre ``(R, N)`` and post ``(R, M)`` spikes (0/1) into ``state``."""
         pre_b, post_b = pre > 0, post > 0
         x, y = state["x"], state["y"]
+        if self.t_epoch == 1:
+            # Every step ends an epoch, so tx and ty are 0 here: no second spike, no earlier spike time.
+            state["tx"], state["ty"] = pre_b.to(state["tx"].dtype), post_b.to(state["ty"].dtype)
+            self._drive(y, signals)
+            return
         multi_x = (state["tx"] > 0) & pre_b
         for name in PRE_TRACES:
             if self.impulse.get(name, 0.0) != 0.0:
@@ -126,6 +131,10 @@ class CompiledRule:
                 y[:, k] = y[:, k] + self.impulse[name] * multi_y.to(y.dtype)
         state["tx"] = torch.where(pre_b, torch.full_like(state["tx"], within_epoch_step), state["tx"])
         state["ty"] = torch.where(post_b, torch.full_like(state["ty"], within_epoch_step), state["ty"])
+        self._drive(y, signals)
+
+    def _drive(self, y: torch.Tensor, signals: Mapping[str, torch.Tensor]) -> None:
+        """Driven post traces take their signal's value."""
         for name, driver in self.driven.items():
             if driver not in signals:
                 raise ValueError(f"rule {self.rule.name!r}: trace {name} needs the post signal {driver!r}")
@@ -238,23 +247,23 @@ class CompiledRule:
         if event_fraction > 0 and self.has_local:
             events = {}
             for dep, key in (("y0", "ty"), ("x0", "tx")):
-                spiked = (state[key] > 0).any(dim=0)
+                spiked = state[key].any(dim=0)  # spike times: > 0 where a neuron spiked
                 index = spiked.nonzero()[:, 0]
                 if index.numel() <= event_fraction * spiked.numel():
                     events[dep] = index
-        self.apply(_EpochContext(self, state, syn, params, time_step), syn, state["x"].shape[0],
-                   mask=mask, events=events, clamp_all=clamp_all)
-        # Roll the traces to their value at the end of the epoch.
+        ctx = _EpochContext(self, state, syn, params, time_step)
+        self.apply(ctx, syn, state["x"].shape[0], mask=mask, events=events, clamp_all=clamp_all)
+        # Roll the traces to their value at the end of the epoch (the products may have made it already).
         for name in PRE_TRACES:
             if name in self.decay:
                 k = TRACE_INDEX[name]
-                x = state["x"][:, k]
-                state["x"][:, k] = self.at_end(name, x, state["tx"])
+                made = ctx.at_end_made(name)
+                state["x"][:, k] = made[:, 0, :] if made is not None else self.at_end(name, state["x"][:, k], state["tx"])
         for name in POST_TRACES:
             if name in self.decay and name not in self.driven:
                 k = TRACE_INDEX[name]
-                y = state["y"][:, k]
-                state["y"][:, k] = self.at_end(name, y, state["ty"])
+                made = ctx.at_end_made(name)
+                state["y"][:, k] = made[:, :, 0] if made is not None else self.at_end(name, state["y"][:, k], state["ty"])
         state["tx"] = torch.zeros_like(state["tx"])
         state["ty"] = torch.zeros_like(state["ty"])
 
@@ -403,22 +412,24 @@ class _EpochContext(_Context):
 
     def __init__(self, rule: CompiledRule, state, syn, params, time_step: int) -> None:
         self.rule, self.state, self.syn, self.params = rule, state, syn, params
-        tx, ty = state["tx"], state["ty"]
-        dtype = state["x"].dtype
-        k = rule.u_exponent
-        epoch_index = time_step // rule.t_epoch
-        self.deps = {
-            "x0": (tx > 0).to(dtype)[:, None, :],
-            "y0": (ty > 0).to(dtype)[:, :, None],
-            "u": torch.tensor(1.0 if epoch_index % (2 ** k) == 0 else 0.0, dtype=dtype, device=tx.device),
-        }
-        # Sampling times, shaped so they broadcast against (R, M, N).
-        self.times = {
-            "x0": (tx[:, None, :], tx[:, None, :]),  # (for pre traces, for post traces)
-            "y0": (ty[:, :, None], ty[:, :, None]),
-            "u": (torch.tensor(rule.t_epoch, device=tx.device),) * 2,
-        }
+        self.time_step = time_step
+        self._deps: Dict[str, torch.Tensor] = {}  # made when a product first asks
         self._cache: Dict[Tuple[str, str], torch.Tensor] = {}
+
+    def _times(self, dep: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Sampling times of a dependency (for pre traces, for post traces), shaped to broadcast
+        against ``(R, M, N)``."""
+        tx, ty = self.state["tx"], self.state["ty"]
+        if dep == "x0":
+            return tx[:, None, :], tx[:, None, :]
+        if dep == "y0":
+            return ty[:, :, None], ty[:, :, None]
+        end = torch.tensor(self.rule.t_epoch, device=tx.device)
+        return end, end
+
+    def at_end_made(self, name: str) -> Optional[torch.Tensor]:
+        """Trace ``name`` at the epoch's end if a product already computed it, else ``None``."""
+        return self._cache.get((name, "u"))
 
     def trace(self, name: str, dep: str) -> torch.Tensor:
         if self.rule.sample_at_end:
@@ -428,17 +439,27 @@ class _EpochContext(_Context):
             rule, st = self.rule, self.state
             k = TRACE_INDEX[name]
             if name in PRE_TRACES:
-                start, t_spk, s = st["x"][:, k][:, None, :], st["tx"][:, None, :], self.times[dep][0]
+                start, t_spk = st["x"][:, k][:, None, :], st["tx"][:, None, :]
             else:
-                start, t_spk, s = st["y"][:, k][:, :, None], st["ty"][:, :, None], self.times[dep][1]
+                start, t_spk = st["y"][:, k][:, :, None], st["ty"][:, :, None]
             if dep == "u":
                 self._cache[key] = rule.at_end(name, start, t_spk)
             else:
+                s = self._times(dep)[0 if name in PRE_TRACES else 1]
                 self._cache[key] = _history(start, rule.powers(name, start), rule.impulse[name], t_spk, s)
         return self._cache[key]
 
     def dependency(self, name: str):
-        return self.deps[name]
+        if name not in self._deps:
+            st, dtype = self.state, self.state["x"].dtype
+            if name == "x0":
+                self._deps[name] = (st["tx"] > 0).to(dtype)[:, None, :]
+            elif name == "y0":
+                self._deps[name] = (st["ty"] > 0).to(dtype)[:, :, None]
+            else:
+                on = (self.time_step // self.rule.t_epoch) % (2 ** self.rule.u_exponent) == 0
+                self._deps[name] = torch.tensor(1.0 if on else 0.0, dtype=dtype, device=st["tx"].device)
+        return self._deps[name]
 
     def synaptic(self, name: str) -> torch.Tensor:
         return self.syn[name]
