@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neuro.graph import InputPopulation, Network, Population, Projection
-from neuro.plasticity import TRACE_INDEX, CompiledRule, initial_plastic_state
+from neuro.plasticity import TRACE_INDEX, CompiledRule, SynapseLists, initial_plastic_state
 
 TensorLike = Union[torch.Tensor, np.ndarray, float]
 
@@ -184,6 +184,10 @@ class Simulator:
         self.plastic: Dict[str, Dict[str, torch.Tensor]] = {}
         self.masks: Dict[str, torch.Tensor] = {
             p.name: torch.as_tensor(p.mask, device=self.device) for p in network.projections.values() if p.mask is not None
+        }
+        # Event-driven steps visit a sparse projection's synapses of the neurons that spiked by list.
+        self._lists: Dict[str, SynapseLists] = {
+            name: SynapseLists(mask) for name, mask in self.masks.items() if self._event_fraction > 0
         }
         # Plastic projections whose weights may lie outside the rule's bounds (set, not yet learned):
         # the first epoch clips all of them, as a dense update would, later ones what they touched.
@@ -343,7 +347,8 @@ class Simulator:
                 c = torch.zeros_like(self.spikes[pop.name]) if c is None else c
                 self.spikes[pop.name] = pop.model.step(c, self.state[pop.name], self.dt, gated.get(pop.name))
         for proj in net.projections.values():
-            self.buffers[proj.name] = self._propagate(self.syn[proj.name]["w"], self.spikes[proj.pre])
+            self.buffers[proj.name] = self._propagate(self.syn[proj.name]["w"], self.spikes[proj.pre],
+                                                      self._lists.get(proj.name))
         learned = set()
         for name, rule in (self.rules.items() if self.learning else ()):
             proj = net.projections[name]
@@ -356,17 +361,26 @@ class Simulator:
             rule.record(self.plastic[name], self.spikes[proj.pre], self.spikes[proj.post], within, signals)
             if self.time_step % t_epoch == 0:
                 rule.learn(self.plastic[name], self.syn[name], self.params[name], self.time_step,
-                           self.masks.get(name), self._event_fraction, clamp_all=name in self._unclipped)
+                           self.masks.get(name), self._event_fraction, clamp_all=name in self._unclipped,
+                           lists=self._lists.get(name))
                 self._unclipped.discard(name)
                 if self.time_step % rule.update_period == 0:  # else u was 0: nothing changed
                     learned.add(name)
         if learned and self._tied:
             self._refresh_ties(learned)
 
-    def _propagate(self, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """Synaptic input ``(R, M)`` from spikes ``s`` ``(R, N)`` through weights ``w`` ``(1|R, M, N)``."""
+    def _propagate(self, w: torch.Tensor, s: torch.Tensor, lists: Optional[SynapseLists] = None) -> torch.Tensor:
+        """Synaptic input ``(R, M)`` from spikes ``s`` ``(R, N)`` through weights ``w`` ``(1|R, M, N)``;
+        ``lists``: the synapses of a sparse projection."""
         if self._event_fraction > 0:
             r, n = s.nonzero(as_tuple=True)
+            if lists is not None and r.numel() <= self._event_fraction * s.numel():
+                # Only the existing synapses of the neurons that spiked (spikes here are 0 or 1).
+                post, pre, k = lists.cols(n)
+                flat = post * w.shape[2] + pre
+                values = w[0].view(-1)[flat] if w.shape[0] == 1 else w.view(w.shape[0], -1)[r[k], flat]
+                out = torch.zeros(s.shape[0], w.shape[1], dtype=w.dtype, device=w.device)
+                return out.index_put_((r[k], post), values, accumulate=True)
             if r.numel() <= self._event_fraction * s.numel():
                 # Event-driven: the sum of the columns of the neurons that spiked (spikes here are 0 or 1).
                 cols = w[0].index_select(1, n).T if w.shape[0] == 1 else w[r, :, n]

@@ -150,6 +150,7 @@ class CompiledRule:
         mask: Optional[torch.Tensor] = None,
         events: Optional[Mapping[str, torch.Tensor]] = None,
         clamp_all: bool = True,
+        lists: Optional["SynapseLists"] = None,
     ) -> None:
         """Add every target's update, evaluated by ``ctx`` for ``replicas`` replicas, to ``syn``.
 
@@ -163,11 +164,13 @@ class CompiledRule:
         a product with that dependency vanishes elsewhere, so it is evaluated on those
         rows (columns) only and added there in place, and only the touched rows and
         columns are clipped unless ``clamp_all``. Products that compare neurons
-        (softmax, winner, sum_pre) are evaluated on the whole matrix.
+        (softmax, winner, sum_pre) are evaluated on the whole matrix. With ``lists`` (a sparse
+        projection's synapses) they are evaluated on the existing synapses of those rows and columns only.
         """
         full: Dict[str, torch.Tensor] = {}  # var -> update to add
         updated: Dict[str, torch.Tensor] = {}  # var -> new value (update already added)
-        parts: List[Tuple[str, int, torch.Tensor, torch.Tensor]] = []  # (var, dim, index, delta)
+        # (var, dim, index, delta): rows (dim -2), columns (dim -1) or listed synapses (dim 0: flat indices)
+        parts: List[Tuple[str, int, torch.Tensor, torch.Tensor]] = []
         shape = tuple(syn["w"].shape[1:])
         for target, terms in self.terms.items():
             var = target[1:]
@@ -181,6 +184,12 @@ class CompiledRule:
                 if index.numel() == 0:
                     continue  # nobody spiked: the product is 0 everywhere
                 dim = -2 if term.dependency == "y0" else -1
+                if lists is not None:
+                    rows, cols = lists.rows(index) if dim == -2 else lists.cols(index)[:2]
+                    if rows.numel():
+                        parts.append((var, 0, rows * shape[1] + cols,
+                                      _listed_update(_Listed(ctx, rows, cols).factors(term), syn[var], replicas, scale)))
+                    continue
                 sub = (index.numel(), shape[1]) if dim == -2 else (shape[0], index.numel())
                 value = _product(_Sliced(ctx, dim, index).factors(term), replicas, sub, shared)
                 parts.append((var, dim, index, self._finish(value, syn[var], replicas, sub, shared, scale,
@@ -201,7 +210,11 @@ class CompiledRule:
             syn[var] = syn[var] + delta
         syn.update(updated)
         for var, dim, index, delta in parts:
-            syn[var].index_add_(syn[var].dim() + dim, index, delta.to(syn[var].dtype))
+            x = syn[var]
+            if dim == 0:
+                x.view(x.shape[0], -1).index_add_(1, index, delta.to(x.dtype))
+            else:
+                x.index_add_(x.dim() + dim, index, delta.to(x.dtype))
         fresh = set(full) | set(updated)  # new tensors, which may be clipped in place
         lo, hi = self.w_min, self.w_max
         if clamp_all or "w" in fresh:
@@ -237,6 +250,7 @@ class CompiledRule:
         mask: Optional[torch.Tensor] = None,
         event_fraction: float = 0.0,
         clamp_all: bool = True,
+        lists: Optional[SynapseLists] = None,
     ) -> None:
         """Apply one epoch's update to ``syn`` (``w`` and, if used, ``t``, ``d``), then roll traces.
 
@@ -252,7 +266,7 @@ class CompiledRule:
                 if index.numel() <= event_fraction * spiked.numel():
                     events[dep] = index
         ctx = _EpochContext(self, state, syn, params, time_step)
-        self.apply(ctx, syn, state["x"].shape[0], mask=mask, events=events, clamp_all=clamp_all)
+        self.apply(ctx, syn, state["x"].shape[0], mask=mask, events=events, clamp_all=clamp_all, lists=lists)
         # Roll the traces to their value at the end of the epoch (the products may have made it already).
         for name in PRE_TRACES:
             if name in self.decay:
@@ -282,8 +296,57 @@ def _clamp_touched(x: Optional[torch.Tensor], touched: List[Tuple[int, torch.Ten
     if lo_ is None and hi_ is None:
         return
     for dim, index in touched:
-        d = x.dim() + dim
-        x.index_copy_(d, index, x.index_select(d, index).clamp(lo_, hi_))
+        y, d = (x.view(x.shape[0], -1), 1) if dim == 0 else (x, x.dim() + dim)  # dim 0: flat synapse indices
+        y.index_copy_(d, index, y.index_select(d, index).clamp(lo_, hi_))
+
+
+def _listed_update(factors: List, current: torch.Tensor, replicas: int, scale: float) -> torch.Tensor:
+    """A product of listed synapses' values ``(R|1, S)`` as the update of ``current`` ``(1|R, M, N)``:
+    ``(1|R, S)``, summed over replicas where the weights are shared."""
+    value = torch.as_tensor(_prod(factors), dtype=current.dtype, device=current.device)
+    value = torch.broadcast_to(value, (replicas, value.shape[-1]))
+    if current.shape[0] == 1:
+        value = value.sum(dim=0, keepdim=True)
+    return value if scale == 1.0 else value * scale
+
+
+class SynapseLists:
+    """The synapses of a sparse projection (a mask ``(M, N)``), listed by post neuron and by pre neuron,
+    so that the synapses of the neurons that spiked are found without scanning whole rows or columns."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        post, pre = mask.nonzero(as_tuple=True)  # sorted by post, then pre
+        self.by_post = (_pointers(post, mask.shape[0]), pre)
+        order = torch.argsort(pre * mask.shape[0] + post)
+        self.by_pre = (_pointers(pre[order], mask.shape[1]), post[order])
+
+    def rows(self, index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(post, pre)`` indices of the synapses onto the post neurons ``index``."""
+        ptr, pre = self.by_post
+        at, owner = _ranges(ptr, index)
+        return index[owner], pre[at]
+
+    def cols(self, index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(post, pre, k)`` for the synapses from the pre neurons ``index``: ``k`` says which entry of
+        ``index`` each comes from."""
+        ptr, post = self.by_pre
+        at, owner = _ranges(ptr, index)
+        return post[at], index[owner], owner
+
+
+def _pointers(sorted_owner: torch.Tensor, n: int) -> torch.Tensor:
+    """CSR pointers ``(n + 1,)``: the entries of owner ``k`` are ``[ptr[k], ptr[k + 1])``."""
+    counts = torch.bincount(sorted_owner, minlength=n)
+    return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+
+
+def _ranges(ptr: torch.Tensor, index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The positions of all entries of the owners ``index`` and, for each, which of ``index`` owns it."""
+    start, count = ptr[index], ptr[index + 1] - ptr[index]
+    owner = torch.repeat_interleave(torch.arange(len(index), device=index.device), count)
+    first = torch.cumsum(count, 0) - count
+    at = start[owner] + torch.arange(len(owner), device=index.device) - first[owner]
+    return at, owner
 
 
 def _sides(factors: List) -> Tuple[List, List, List, List]:
@@ -476,6 +539,31 @@ class _Sliced(_Context):
     def _cut(self, v):
         if isinstance(v, torch.Tensor) and v.dim() == 3 and v.shape[self.dim] != 1:
             return v.index_select(self.dim, self.index)
+        return v
+
+    def dependency(self, name: str):
+        return self._cut(self.base.dependency(name))
+
+    def trace(self, name: str, dep: str):
+        return self._cut(self.base.trace(name, dep))
+
+    def synaptic(self, name: str) -> torch.Tensor:
+        return self._cut(self.base.synaptic(name))
+
+
+class _Listed(_Context):
+    """``base``'s values at listed synapses ``(post[k], pre[k])`` only: every variable ``(R|1, M|1, N|1)``
+    becomes ``(R|1, S)`` before the operations combine them."""
+
+    def __init__(self, base: _Context, post: torch.Tensor, pre: torch.Tensor) -> None:
+        self.base, self.post, self.pre = base, post, pre
+        self.rule = base.rule
+        self.params = {k: v.reshape(v.shape[0], 1) for k, v in base.params.items()}  # (R, 1, 1) -> (R, 1)
+        self._zero = torch.zeros_like(post)
+
+    def _cut(self, v):
+        if isinstance(v, torch.Tensor) and v.dim() == 3:
+            return v[:, self.post if v.shape[-2] != 1 else self._zero, self.pre if v.shape[-1] != 1 else self._zero]
         return v
 
     def dependency(self, name: str):

@@ -231,3 +231,20 @@ def test_compiled_steps_match_eager():
     torch.testing.assert_close(runs[True][1], runs[False][1], rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="event_driven=True cannot be compiled"):
         Simulator(net, compile=True, event_driven=True)
+
+
+def test_synapse_lists_find_exactly_the_synapses_of_given_neurons():
+    from neuro.plasticity import SynapseLists
+
+    mask = torch.as_tensor(random_mask(7, 9, 0.3, seed=3))
+    lists = SynapseLists(mask)
+    rows = torch.tensor([5, 0, 3])
+    post, pre = lists.rows(rows)
+    assert sorted(zip(post.tolist(), pre.tolist())) == sorted(
+        (p, q) for p in rows.tolist() for q in range(9) if mask[p, q])
+    cols = torch.tensor([8, 2])
+    post, pre, k = lists.cols(cols)
+    assert sorted(zip(post.tolist(), pre.tolist())) == sorted(
+        (p, q) for q in cols.tolist() for p in range(7) if mask[p, q])
+    assert torch.equal(cols[k], pre)
+    assert lists.rows(torch.tensor([], dtype=torch.long))[0].numel() == 0
