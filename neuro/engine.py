@@ -374,6 +374,8 @@ class Simulator:
         ``lists``: the synapses of a sparse projection."""
         if self._event_fraction > 0:
             r, n = s.nonzero(as_tuple=True)
+            if r.numel() == 0:
+                return torch.zeros(s.shape[0], w.shape[1], dtype=w.dtype, device=w.device)
             if lists is not None and r.numel() <= self._event_fraction * s.numel():
                 # Only the existing synapses of the neurons that spiked (spikes here are 0 or 1).
                 post, pre, k = lists.cols(n)

@@ -311,42 +311,37 @@ def _listed_update(factors: List, current: torch.Tensor, replicas: int, scale: f
 
 
 class SynapseLists:
-    """The synapses of a sparse projection (a mask ``(M, N)``), listed by post neuron and by pre neuron,
-    so that the synapses of the neurons that spiked are found without scanning whole rows or columns."""
+    """The synapses of a sparse projection (a mask ``(M, N)``), listed by post neuron and by pre neuron
+    (padded tables, -1 past a neuron's last synapse), so that the synapses of the neurons that spiked are
+    found without scanning whole rows or columns."""
 
     def __init__(self, mask: torch.Tensor) -> None:
-        post, pre = mask.nonzero(as_tuple=True)  # sorted by post, then pre
-        self.by_post = (_pointers(post, mask.shape[0]), pre)
-        order = torch.argsort(pre * mask.shape[0] + post)
-        self.by_pre = (_pointers(pre[order], mask.shape[1]), post[order])
+        self.pre_of_post = _padded(mask)  # (M, max in-degree): the pre neurons of each post neuron
+        self.post_of_pre = _padded(mask.T)  # (N, max out-degree)
 
     def rows(self, index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(post, pre)`` indices of the synapses onto the post neurons ``index``."""
-        ptr, pre = self.by_post
-        at, owner = _ranges(ptr, index)
-        return index[owner], pre[at]
+        table = self.pre_of_post[index]
+        valid = table >= 0
+        return index[:, None].expand_as(table)[valid], table[valid]
 
     def cols(self, index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(post, pre, k)`` for the synapses from the pre neurons ``index``: ``k`` says which entry of
         ``index`` each comes from."""
-        ptr, post = self.by_pre
-        at, owner = _ranges(ptr, index)
-        return post[at], index[owner], owner
+        table = self.post_of_pre[index]
+        valid = table >= 0
+        k = torch.arange(len(index), device=index.device)[:, None].expand_as(table)[valid]
+        return table[valid], index[k], k
 
 
-def _pointers(sorted_owner: torch.Tensor, n: int) -> torch.Tensor:
-    """CSR pointers ``(n + 1,)``: the entries of owner ``k`` are ``[ptr[k], ptr[k + 1])``."""
-    counts = torch.bincount(sorted_owner, minlength=n)
-    return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-
-
-def _ranges(ptr: torch.Tensor, index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The positions of all entries of the owners ``index`` and, for each, which of ``index`` owns it."""
-    start, count = ptr[index], ptr[index + 1] - ptr[index]
-    owner = torch.repeat_interleave(torch.arange(len(index), device=index.device), count)
-    first = torch.cumsum(count, 0) - count
-    at = start[owner] + torch.arange(len(owner), device=index.device) - first[owner]
-    return at, owner
+def _padded(mask: torch.Tensor) -> torch.Tensor:
+    """For each row of ``mask``, the columns where it is true, left-aligned and padded with -1."""
+    rows, cols = mask.nonzero(as_tuple=True)
+    width = int(mask.sum(dim=1).max()) if mask.numel() else 0
+    table = torch.full((mask.shape[0], max(width, 1)), -1, dtype=torch.long, device=mask.device)
+    slot = (mask.long().cumsum(dim=1) - 1)[rows, cols]
+    table[rows, slot] = cols
+    return table
 
 
 def _sides(factors: List) -> Tuple[List, List, List, List]:
