@@ -162,6 +162,7 @@ class Simulator:
         if compile not in (False, True) and not isinstance(compile, str):
             raise ValueError(f"compile must be True, False or a torch.compile mode, got {compile!r}")
         self._compiled = None
+        self._warmed = False  # whether a step ran eagerly (see step)
         if compile:
             self._compiled = torch.compile(self._advance, mode=None if compile is True else compile)
             event_driven = False
@@ -206,7 +207,7 @@ class Simulator:
             raise ValueError(
                 f"projection {proj.name!r} has weights for {w.shape[0]} replicas, simulator has {self.replicas}"
             )
-        syn = {"w": w.clone()}
+        syn = {"w": w.clone(memory_format=torch.contiguous_format)}  # flat views need a plain layout
         if proj.rule is not None:
             rule = CompiledRule(proj.rule, self.dt)
             self.rules[proj.name] = rule
@@ -282,7 +283,7 @@ class Simulator:
             raise ValueError(f"set_weights {projection!r}: weights contain NaN or infinite values")
         if projection in self.masks and torch.any(w[..., ~self.masks[projection]] != 0):
             raise ValueError(f"set_weights {projection!r}: weights must be 0 where the projection has no synapse (mask)")
-        self.syn[projection]["w"] = w.clone()
+        self.syn[projection]["w"] = w.clone(memory_format=torch.contiguous_format)
         self._unclipped.add(projection)
         self._refresh_ties({projection})
 
@@ -317,9 +318,10 @@ class Simulator:
         self.time_step += 1
         # A simulator's first step runs eagerly even when compiled: it fills lazily made constants, which a
         # compiled step would see change and recompile for.
-        compiled = self._compiled if self.time_step > 1 else None
+        compiled = self._compiled if self._warmed else None
         with torch.no_grad():
             (compiled or self._advance)(inputs, third_factors, step_in_presentation)
+        self._warmed = True
         return self.spikes
 
     def _advance(self, inputs: Mapping[str, TensorLike], third_factors: Mapping[str, TensorLike],
@@ -502,7 +504,7 @@ class Simulator:
 
         def t(k: str, like: torch.Tensor) -> torch.Tensor:
             # A copy: two simulators loaded from one state must not share (in-place updated) memory.
-            return torch.tensor(np.asarray(state[k]), device=self.device).to(like.dtype)
+            return torch.tensor(np.asarray(state[k]), device=self.device).to(like.dtype).contiguous()
 
         self.time_step = int(state["time_step"])
         self.generator.set_state(torch.as_tensor(np.asarray(state["rng_state"], dtype=np.uint8)).cpu())

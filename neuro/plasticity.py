@@ -224,7 +224,7 @@ class CompiledRule:
         d_parts = [(dim, index) for var, dim, index, _ in parts if var == "d"]
         if "d" in fresh:
             syn["d"] = syn["d"].clamp_(min=0.0)
-        elif clamp_all and d_parts:  # as a dense update would: every d, once after a load
+        elif clamp_all and "dd" in self.terms:  # as a dense update would: every d, once after a load
             syn["d"] = syn["d"].clamp(min=0.0)
         else:
             _clamp_touched(syn["d"] if "d" in syn else None, d_parts, 0.0, math.inf)
@@ -336,10 +336,11 @@ class SynapseLists:
 
 def _padded(mask: torch.Tensor) -> torch.Tensor:
     """For each row of ``mask``, the columns where it is true, left-aligned and padded with -1."""
-    rows, cols = mask.nonzero(as_tuple=True)
-    width = int(mask.sum(dim=1).max()) if mask.numel() else 0
+    rows, cols = mask.nonzero(as_tuple=True)  # sorted by row
+    counts = torch.bincount(rows, minlength=mask.shape[0])
+    width = int(counts.max()) if rows.numel() else 0
     table = torch.full((mask.shape[0], max(width, 1)), -1, dtype=torch.long, device=mask.device)
-    slot = (mask.long().cumsum(dim=1) - 1)[rows, cols]
+    slot = torch.arange(rows.numel(), device=mask.device) - (counts.cumsum(0) - counts)[rows]
     table[rows, slot] = cols
     return table
 

@@ -248,3 +248,16 @@ def test_synapse_lists_find_exactly_the_synapses_of_given_neurons():
         (p, q) for q in cols.tolist() for p in range(7) if mask[p, q])
     assert torch.equal(cols[k], pre)
     assert lists.rows(torch.tensor([], dtype=torch.long))[0].numel() == 0
+
+
+def test_event_driven_learning_of_weights_given_in_another_memory_layout():
+    mask = random_mask(40, 60, 0.3, seed=2)
+    net = _net(RULES["stdp"], mask=mask, w_scale=0.8)
+    w = torch.as_tensor(0.5 * mask.T.copy(), dtype=torch.float64).T  # a transposed (non-contiguous) view
+    runs = {}
+    for mode in (False, True):
+        sim = Simulator(net, dtype=torch.float64, event_driven=mode)
+        sim.set_weights("ff", w)
+        sim.run(100, inputs={"inp": (torch.rand(100, 60, generator=torch.Generator().manual_seed(0)) < 0.08).double()})
+        runs[mode] = sim.weights("ff")
+    torch.testing.assert_close(runs[True], runs[False], rtol=1e-12, atol=1e-12)
