@@ -524,7 +524,26 @@ class _EpochContext(_Context):
         return self.syn[name]
 
 
-class _Sliced(_Context):
+class _Cut(_Context):
+    """``base``'s values, each cut by :meth:`_cut` (to some rows, columns or synapses) before the
+    operations combine them."""
+
+    base: _Context
+
+    def _cut(self, v):
+        raise NotImplementedError
+
+    def dependency(self, name: str):
+        return self._cut(self.base.dependency(name))
+
+    def trace(self, name: str, dep: str):
+        return self._cut(self.base.trace(name, dep))
+
+    def synaptic(self, name: str) -> torch.Tensor:
+        return self._cut(self.base.synaptic(name))
+
+
+class _Sliced(_Cut):
     """``base``'s values on the rows (``dim=-2``: post neurons) or columns (``dim=-1``: pre neurons)
     ``index`` only: every variable is cut there before the operations combine them."""
 
@@ -537,17 +556,8 @@ class _Sliced(_Context):
             return v.index_select(self.dim, self.index)
         return v
 
-    def dependency(self, name: str):
-        return self._cut(self.base.dependency(name))
 
-    def trace(self, name: str, dep: str):
-        return self._cut(self.base.trace(name, dep))
-
-    def synaptic(self, name: str) -> torch.Tensor:
-        return self._cut(self.base.synaptic(name))
-
-
-class _Listed(_Context):
+class _Listed(_Cut):
     """``base``'s values at listed synapses ``(post[k], pre[k])`` only: every variable ``(R|1, M|1, N|1)``
     becomes ``(R|1, S)`` before the operations combine them."""
 
@@ -561,15 +571,6 @@ class _Listed(_Context):
         if isinstance(v, torch.Tensor) and v.dim() == 3:
             return v[:, self.post if v.shape[-2] != 1 else self._zero, self.pre if v.shape[-1] != 1 else self._zero]
         return v
-
-    def dependency(self, name: str):
-        return self._cut(self.base.dependency(name))
-
-    def trace(self, name: str, dep: str):
-        return self._cut(self.base.trace(name, dep))
-
-    def synaptic(self, name: str) -> torch.Tensor:
-        return self._cut(self.base.synaptic(name))
 
 
 class RateContext(_Context):
