@@ -337,9 +337,8 @@ def check(
         if proj.mask is not None and target.rule_ops is not None:
             notes.append(
                 f"{where}: sparse ({proj.synapses:,} of {n_pre * n_post:,} synapses); synapse memory is estimated as "
-                "dense (an upper bound)" + ("; export.lava runs a sparse *plastic* projection nowhere yet "
-                                           "(it writes LearningDense, which would grow the missing synapses)"
-                                           if proj.rule is not None else "")
+                "dense (an upper bound)" + ("; export.lava refuses it as plastic (it writes LearningDense, which "
+                                           "would grow the missing synapses)" if proj.rule is not None else "")
             )
         if proj.rule is not None:
             bits, detail = plastic_bits(proj.rule, target)
