@@ -376,19 +376,18 @@ class Simulator:
         ``lists``: the synapses of a sparse projection."""
         if self._event_fraction > 0:
             r, n = s.nonzero(as_tuple=True)
-            if r.numel() == 0:
-                return torch.zeros(s.shape[0], w.shape[1], dtype=w.dtype, device=w.device)
-            if lists is not None and r.numel() <= self._event_fraction * s.numel():
-                # Only the existing synapses of the neurons that spiked (spikes here are 0 or 1).
-                post, pre, k = lists.cols(n)
-                flat = post * w.shape[2] + pre
-                values = w[0].view(-1)[flat] if w.shape[0] == 1 else w.view(w.shape[0], -1)[r[k], flat]
-                out = torch.zeros(s.shape[0], w.shape[1], dtype=w.dtype, device=w.device)
-                return out.index_put_((r[k], post), values, accumulate=True)
             if r.numel() <= self._event_fraction * s.numel():
-                # Event-driven: the sum of the columns of the neurons that spiked (spikes here are 0 or 1).
-                cols = w[0].index_select(1, n).T if w.shape[0] == 1 else w[r, :, n]
-                return torch.zeros(s.shape[0], w.shape[1], dtype=w.dtype, device=w.device).index_add_(0, r, cols)
+                # Event-driven (spikes here are 0 or 1): only the neurons that spiked.
+                out = torch.zeros(s.shape[0], w.shape[1], dtype=w.dtype, device=w.device)
+                if r.numel() == 0:
+                    return out
+                if lists is not None:  # a sparse projection: their existing synapses only
+                    post, pre, k = lists.cols(n)
+                    flat = post * w.shape[2] + pre
+                    values = w[0].view(-1)[flat] if w.shape[0] == 1 else w.view(w.shape[0], -1)[r[k], flat]
+                    return out.index_put_((r[k], post), values, accumulate=True)
+                cols = w[0].index_select(1, n).T if w.shape[0] == 1 else w[r, :, n]  # their columns, summed
+                return out.index_add_(0, r, cols)
         if w.shape[0] == 1:
             return s @ w[0].T
         return torch.bmm(w, s.unsqueeze(-1)).squeeze(-1)

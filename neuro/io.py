@@ -131,7 +131,7 @@ def _write_contents(f: h5py.File, simulator: Simulator, network_json: str, metad
     from neuro import __version__  # late: neuro/__init__ may import this module
 
     f.attrs["format"] = _fixed_string(FORMAT)
-    masked = any(p.mask is not None for p in simulator.network.projections.values())
+    masked = {name: p.mask for name, p in simulator.network.projections.items() if p.mask is not None}
     f.attrs["format_version"] = np.int64(FORMAT_VERSION if masked else 1)
     f.attrs["writer"] = _fixed_string(f"neuro {__version__}")
     _write_string(f, "network", network_json)
@@ -151,7 +151,6 @@ def _write_contents(f: h5py.File, simulator: Simulator, network_json: str, metad
     init = f.create_group("initial_weights")
     for name, proj in simulator.network.projections.items():
         _write_array(init, name, np.asarray(proj.weights, dtype=np.float64))
-    masked = {name: p.mask for name, p in simulator.network.projections.items() if p.mask is not None}
     if masked:
         conn = f.create_group("connectivity")
         for name, mask in masked.items():

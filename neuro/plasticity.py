@@ -187,8 +187,9 @@ class CompiledRule:
                 if lists is not None:
                     rows, cols = lists.rows(index) if dim == -2 else lists.cols(index)[:2]
                     if rows.numel():
+                        value = torch.as_tensor(_prod(_Listed(ctx, rows, cols).factors(term)))  # (R|1, S)
                         parts.append((var, 0, rows * shape[1] + cols,
-                                      _listed_update(_Listed(ctx, rows, cols).factors(term), syn[var], replicas, scale)))
+                                      self._finish(value, syn[var], replicas, (rows.numel(),), False, scale, None)))
                     continue
                 sub = (index.numel(), shape[1]) if dim == -2 else (shape[0], index.numel())
                 value = _product(_Sliced(ctx, dim, index).factors(term), replicas, sub, shared)
@@ -231,7 +232,9 @@ class CompiledRule:
 
     @staticmethod
     def _finish(total, current, replicas, shape, shared, scale, mask):
-        """One target's summed products as the update of ``current`` (``(1|R, *shape)``)."""
+        """One target's summed products as the update of ``current`` (``(1|R, *shape)``; ``shape`` the
+        matrix, rows or columns updated, or ``(S,)`` listed synapses). ``shared``: ``total`` is already
+        summed over replicas."""
         if not shared:
             total = torch.broadcast_to(total, (replicas,) + shape)
             if current.shape[0] == 1:
@@ -298,16 +301,6 @@ def _clamp_touched(x: Optional[torch.Tensor], touched: List[Tuple[int, torch.Ten
     for dim, index in touched:
         y, d = (x.view(x.shape[0], -1), 1) if dim == 0 else (x, x.dim() + dim)  # dim 0: flat synapse indices
         y.index_copy_(d, index, y.index_select(d, index).clamp(lo_, hi_))
-
-
-def _listed_update(factors: List, current: torch.Tensor, replicas: int, scale: float) -> torch.Tensor:
-    """A product of listed synapses' values ``(R|1, S)`` as the update of ``current`` ``(1|R, M, N)``:
-    ``(1|R, S)``, summed over replicas where the weights are shared."""
-    value = torch.as_tensor(_prod(factors), dtype=current.dtype, device=current.device)
-    value = torch.broadcast_to(value, (replicas, value.shape[-1]))
-    if current.shape[0] == 1:
-        value = value.sum(dim=0, keepdim=True)
-    return value if scale == 1.0 else value * scale
 
 
 class SynapseLists:
@@ -475,17 +468,6 @@ class _EpochContext(_Context):
         self._deps: Dict[str, torch.Tensor] = {}  # made when a product first asks
         self._cache: Dict[Tuple[str, str], torch.Tensor] = {}
 
-    def _times(self, dep: str) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Sampling times of a dependency (for pre traces, for post traces), shaped to broadcast
-        against ``(R, M, N)``."""
-        tx, ty = self.state["tx"], self.state["ty"]
-        if dep == "x0":
-            return tx[:, None, :], tx[:, None, :]
-        if dep == "y0":
-            return ty[:, :, None], ty[:, :, None]
-        end = torch.tensor(self.rule.t_epoch, device=tx.device)
-        return end, end
-
     def at_end_made(self, name: str) -> Optional[torch.Tensor]:
         """Trace ``name`` at the epoch's end if a product already computed it, else ``None``."""
         return self._cache.get((name, "u"))
@@ -503,8 +485,8 @@ class _EpochContext(_Context):
                 start, t_spk = st["y"][:, k][:, :, None], st["ty"][:, :, None]
             if dep == "u":
                 self._cache[key] = rule.at_end(name, start, t_spk)
-            else:
-                s = self._times(dep)[0 if name in PRE_TRACES else 1]
+            else:  # sampled at the dependency's spike times, shaped to broadcast against (R, M, N)
+                s = st["tx"][:, None, :] if dep == "x0" else st["ty"][:, :, None]
                 self._cache[key] = _history(start, rule.powers(name, start), rule.impulse[name], t_spk, s)
         return self._cache[key]
 
