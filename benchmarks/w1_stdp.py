@@ -29,7 +29,6 @@ import argparse
 import math
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -38,7 +37,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speedlib import device_line, ratio, save_json, table, timed, versions  # noqa: E402
+from speedlib import (brian2_lif, brian2_select, brian2_stdp, brian2_timed_run, device_line, ratio,  # noqa: E402
+                      save_json, table, timed, versions)
 
 from neuro import LIF, LearningRule, Network, Simulator, Trace, x0, x1, y0, y1  # noqa: E402
 from neuro.standard_rules import stdp  # noqa: E402
@@ -168,35 +168,18 @@ def brian2_run(cfg: W1Config, x: torch.Tensor, threads: int) -> Dict[str, float]
     """The network in Brian2's vocabulary as generated C++; R = 1."""
     import brian2 as b2
 
-    b2.start_scope()
-    workdir = tempfile.mkdtemp(prefix="w1_brian2_")
-    b2.set_device("cpp_standalone", directory=workdir, build_on_run=False)
-    b2.prefs.devices.cpp_standalone.openmp_threads = threads
+    workdir = brian2_select("cpp_standalone", threads)
     b2.defaultclock.dt = cfg.dt * b2.second
     rows, idx = np.nonzero(x[:, 0].cpu().numpy())
     inp = b2.SpikeGeneratorGroup(cfg.n_in, idx, rows * cfg.dt * b2.second)
-    ns = {"tau_mem": 10e-3 * b2.second, "tau_syn": 5e-3 * b2.second, "tau": cfg.tau * b2.second,
-          "a_plus": cfg.a_plus, "a_minus": cfg.a_minus}
-    G = b2.NeuronGroup(cfg.n, "dv/dt = (-v + isyn) / tau_mem : 1\ndisyn/dt = -isyn / tau_syn : 1",
-                       threshold="v > 1", reset="v = 0", method="euler", namespace=ns)
-    S = b2.Synapses(inp, G, """w : 1
-        dapre/dt = -apre / tau : 1 (event-driven)
-        dapost/dt = -apost / tau : 1 (event-driven)""",
-                    on_pre="isyn_post += w\napre += 1\nw = clip(w - a_minus * apost, 0, 1)",
-                    on_post="apost += 1\nw = clip(w + a_plus * apre, 0, 1)", namespace=ns)
+    G = brian2_lif(cfg.n, 10e-3, 5e-3)
+    S = brian2_stdp(inp, G, cfg.tau, cfg.a_plus, cfg.a_minus, w_max=1.0)
     post, pre = np.divmod(np.arange(cfg.n * cfg.n_in), cfg.n_in)  # all-to-all, in an order known before the run
     S.connect(i=pre, j=post)
     S.w = initial_weights(cfg)[post, pre]
     mon = b2.SpikeMonitor(G, record=False)
     net = b2.Network(inp, G, S, mon)
-    net.run(cfg.steps * cfg.dt * b2.second)
-    total = timed(lambda: b2.device.build(directory=workdir, compile=True, run=True))
-    out = {"seconds": float(b2.device._last_run_time), "spikes": int(np.sum(mon.count[:]))}
-    out["compile_seconds"] = total - out["seconds"]
-    b2.device.reinit()
-    b2.device.activate("runtime")
-    b2.set_device("runtime")
-    return out
+    return brian2_timed_run(net, cfg.steps * cfg.dt, workdir, lambda: {"spikes": int(np.sum(mon.count[:]))})
 
 
 def lava_run(cfg: W1Config, x: torch.Tensor) -> Dict[str, float]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -32,7 +31,8 @@ import torch
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speedlib import device_line, ratio, save_json, table, timed, versions  # noqa: E402
+from speedlib import (brian2_lif, brian2_select, brian2_stdp, brian2_timed_run, device_line, ratio,  # noqa: E402
+                      save_json, table, timed, versions)
 
 from neuro import LIF, Network, Simulator, random_mask  # noqa: E402
 from neuro.standard_rules import stdp  # noqa: E402
@@ -119,36 +119,13 @@ def run_brian2(cfg: W2Config, target: str, threads: int) -> Dict[str, object]:
     """The same network written in Brian2's vocabulary; ``target``: ``"cpp_standalone"`` or ``"numpy"``."""
     import brian2 as b2
 
-    b2.start_scope()
-    standalone = target == "cpp_standalone"
-    if standalone:
-        workdir = tempfile.mkdtemp(prefix="w2_brian2_")
-        b2.set_device("cpp_standalone", directory=workdir, build_on_run=False)
-        b2.prefs.devices.cpp_standalone.openmp_threads = threads
-    else:
-        b2.set_device("runtime")
-        b2.prefs.codegen.target = "numpy"
+    workdir = brian2_select(target, threads)
     b2.defaultclock.dt = cfg.dt * b2.second
-    ns = {"tau_mem": cfg.tau_mem * b2.second, "tau_syn": cfg.tau_syn * b2.second, "v_leak": cfg.v_leak,
-          "tau_stdp": cfg.tau_stdp * b2.second, "a_plus": cfg.a_plus, "a_minus": cfg.a_minus, "w_max": cfg.w_max}
-    eqs = """
-    dv/dt = (v_leak - v + isyn) / tau_mem : 1
-    disyn/dt = -isyn / tau_syn : 1
-    """
-    n = cfg.n_exc + cfg.n_inh
-    P = b2.NeuronGroup(n, eqs, threshold="v > 1", reset="v = 0", method="euler", namespace=ns)
+    P = brian2_lif(cfg.n_exc + cfg.n_inh, cfg.tau_mem, cfg.tau_syn, cfg.v_leak)
     P.v = initial_v(cfg)
     Pe, Pi = P[: cfg.n_exc], P[cfg.n_exc:]
     m = connectivity(cfg)
-    plastic = b2.Synapses(
-        Pe, P,
-        """w : 1
-        dapre/dt = -apre / tau_stdp : 1 (event-driven)
-        dapost/dt = -apost / tau_stdp : 1 (event-driven)""",
-        on_pre="isyn_post += w\napre += 1\nw = clip(w - a_minus * apost, 0, w_max)",
-        on_post="apost += 1\nw = clip(w + a_plus * apre, 0, w_max)",
-        namespace=ns,
-    )
+    plastic = brian2_stdp(Pe, P, cfg.tau_stdp, cfg.a_plus, cfg.a_minus, cfg.w_max)
     post_e, pre_e = np.nonzero(np.concatenate([m["EE"], m["EI"]]))  # post index over P: E then I
     plastic.connect(i=pre_e, j=post_e)
     plastic.w = cfg.w_exc
@@ -158,21 +135,7 @@ def run_brian2(cfg: W2Config, target: str, threads: int) -> Dict[str, object]:
     static.w = cfg.w_inh
     mon = b2.SpikeMonitor(P, record=False)
     net = b2.Network(P, plastic, static, mon)
-    out: Dict[str, object] = {}
-    if standalone:
-        net.run(cfg.duration * b2.second)
-        out["total_seconds"] = timed(lambda: b2.device.build(directory=workdir, compile=True, run=True))
-        out["seconds"] = float(b2.device._last_run_time)
-        out["compile_seconds"] = out["total_seconds"] - out["seconds"]
-        spikes = int(np.sum(mon.count[:]))
-        b2.device.reinit()
-        b2.device.activate("runtime")
-        b2.set_device("runtime")
-    else:
-        out["seconds"] = timed(lambda: net.run(cfg.duration * b2.second))
-        spikes = int(np.sum(mon.count[:]))
-    out["spikes"] = spikes
-    return out
+    return brian2_timed_run(net, cfg.duration, workdir, lambda: {"spikes": int(np.sum(mon.count[:]))})
 
 
 def sweep(cfg: W2Config, dense_duration: float) -> List[Dict[str, object]]:
