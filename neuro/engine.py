@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neuro.graph import InputPopulation, Network, Population, Projection
+from neuro.cuda_graphs import StepGraphs
 from neuro.plasticity import TRACE_INDEX, CompiledRule, SynapseLists, initial_plastic_state
 
 TensorLike = Union[torch.Tensor, np.ndarray, float]
@@ -82,6 +83,63 @@ def split_inputs(
     return per_step, held
 
 
+def count_monitor(monitor: str) -> Optional[str]:
+    """The population of a spike-count monitor ``"population.count"``, else ``None``."""
+    target, _, var = monitor.partition(".")
+    return target if var == "count" else None
+
+
+class Recorder:
+    """Collects ``monitors`` every ``every`` steps of a run (``k``: the run's step index, from 0).
+
+    ``"population.count"`` is the number of spikes of each neuron summed over the ``every`` steps
+    up to the record (``read`` gives it from ``"population.spikes"``); any other monitor is a copy of
+    ``read(monitor)`` at the record."""
+
+    def __init__(self, monitors: Sequence[str], read: Callable[[str], torch.Tensor], clock: Callable[[], int],
+                 every: int = 1) -> None:
+        if int(every) != every or every < 1:
+            raise ValueError(f"every must be a positive integer number of steps, got {every!r}")
+        self.monitors, self.read, self.clock, self.every = list(monitors), read, clock, int(every)
+        for m in self.monitors:  # fail before running on a bad name
+            pop = count_monitor(m)
+            if pop is None:
+                read(m)
+                continue
+            try:
+                read(f"{pop}.spikes")
+            except KeyError:
+                raise KeyError(f"cannot monitor {m!r}: {pop!r} is not a population") from None
+        self.counts = {m: None for m in self.monitors if count_monitor(m) is not None}
+        self.values: Dict[str, List[torch.Tensor]] = {m: [] for m in self.monitors}
+        self.steps: Dict[str, List[int]] = {m: [] for m in self.monitors}
+
+    def after_step(self, k: int) -> None:
+        """Called once step ``k`` of the run is done."""
+        for m, acc in self.counts.items():
+            z = self.read(f"{count_monitor(m)}.spikes")
+            self.counts[m] = z.clone() if acc is None else acc.add_(z)
+        if self.monitors and (k + 1) % self.every == 0:
+            for m in self.monitors:
+                if m in self.counts:
+                    self.values[m].append(self.counts[m])
+                    self.counts[m] = None
+                else:
+                    self.values[m].append(self.read(m).clone())
+                self.steps[m].append(self.clock())
+
+    def extend(self, monitor: str, values: torch.Tensor, steps: Sequence[int]) -> None:
+        """Records made elsewhere (a replayed CUDA graph): ``values`` ``(K, ...)`` taken at ``steps``."""
+        self.values[monitor].extend(values.unbind(0))
+        self.steps[monitor].extend(steps)
+
+    def result(self) -> Recording:
+        out = Recording(steps=self.steps)
+        for m, v in self.values.items():
+            out.data[m] = torch.stack(v) if v else torch.empty(0)
+        return out
+
+
 def record_run(
     steps: int,
     advance: Callable[[int], None],
@@ -91,22 +149,18 @@ def record_run(
     every: int = 1,
     progress: bool = False,
 ) -> Recording:
-    """Call ``advance(k)`` for ``k < steps`` and read ``monitors`` every ``every`` steps."""
-    if int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    for m in monitors:
-        read(m)  # fail before running on a bad name
-    rec: Dict[str, List[torch.Tensor]] = {m: [] for m in monitors}
-    out = Recording(steps={m: [] for m in monitors})
+    """Call ``advance(k)`` for ``k < steps`` and read ``monitors`` every ``every`` steps (see :class:`Recorder`)."""
+    check_steps(steps)
+    recorder = Recorder(monitors, read, clock, every)
     for k in tqdm(range(steps), disable=not progress, desc="simulating", unit="step"):
         advance(k)
-        if monitors and (k + 1) % every == 0:
-            for m in monitors:
-                rec[m].append(read(m).clone())
-                out.steps[m].append(clock())
-    for m in monitors:
-        out.data[m] = torch.stack(rec[m]) if rec[m] else torch.empty(0)
-    return out
+        recorder.after_step(k)
+    return recorder.result()
+
+
+def check_steps(steps: int) -> None:
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
 
 
 class Simulator:
@@ -132,6 +186,14 @@ class Simulator:
             recompile_limit``, 8) and runs further simulators of other shapes eagerly: raise it when
             compiling many. With ``"reduce-overhead"`` the tensors a step returns live in the CUDA graph's
             memory: clone what you keep across steps.
+        graph_steps: ``run`` replays its steps ``graph_steps`` at a time as one CUDA graph (rounded up to
+            a whole number of the rules' update periods and of ``every``), so a chunk of steps costs one
+            launch instead of a few kernels per operation and no Python per step; the state stays in
+            place on the device. The first chunk of a run of a new kind (other inputs, monitors, phase)
+            runs eagerly and is then captured; steps left over at a run's end run eagerly. Combines with
+            ``compile`` (the captured kernels are then the fused ones). Dense steps only (like
+            ``compile``). On the CPU the chunks run eagerly, with the same results and no gain: a check
+            of the chunked loop where no GPU is present. 0 (default): no graphs.
     """
 
     #: Largest fraction of spiking neurons for which ``"auto"`` goes event-driven (W1 and W3 in
@@ -148,6 +210,7 @@ class Simulator:
         seed: int = 0,
         event_driven: Union[bool, str] = "auto",
         compile: Union[bool, str] = False,
+        graph_steps: int = 0,
     ) -> None:
         if int(replicas) != replicas or replicas < 1:
             raise ValueError(f"replicas must be a positive integer, got {replicas!r}")
@@ -161,15 +224,26 @@ class Simulator:
             raise ValueError("compile=... runs dense steps: event_driven=True cannot be compiled (use 'auto' or False)")
         if compile not in (False, True) and not isinstance(compile, str):
             raise ValueError(f"compile must be True, False or a torch.compile mode, got {compile!r}")
+        if isinstance(graph_steps, bool) or int(graph_steps) != graph_steps or graph_steps < 0:
+            raise ValueError(f"graph_steps must be a non-negative integer number of steps, got {graph_steps!r}")
+        if graph_steps and isinstance(compile, str) and compile.startswith(("reduce-overhead", "max-autotune")) \
+                and not compile.endswith("no-cudagraphs"):
+            raise ValueError(f"compile={compile!r} makes CUDA graphs of its own, which cannot be captured inside "
+                             "graph_steps' graphs: use compile=True (or 'max-autotune-no-cudagraphs') with graph_steps")
+        if graph_steps and event_driven is True:
+            raise ValueError("graph_steps=... replays dense steps: event_driven=True cannot run in CUDA graphs "
+                             "(use 'auto' or False)")
         self._compiled = None
         self._warmed = False  # whether a step ran eagerly (see step)
         if compile:
             self._compiled = torch.compile(self._advance, mode=None if compile is True else compile)
+        if compile or graph_steps:
             event_driven = False
         if event_driven == "auto":
             self._event_fraction = self.EVENT_FRACTION if self.device.type == "cpu" else 0.0
         else:
             self._event_fraction = 1.0 if event_driven else 0.0
+        self.graph_steps = int(graph_steps)
         self.dtype = dtype
         self.dt = network.dt
         self.seed = seed
@@ -196,6 +270,7 @@ class Simulator:
         for proj in network.projections.values():
             self._init_projection(proj)
         self._tied = [p for p in network.projections.values() if p.tie is not None]
+        self._graphs = StepGraphs(self) if graph_steps else None
         self.reset()
 
     # --- set-up ------------------------------------------------------------------------------------
@@ -325,8 +400,10 @@ class Simulator:
         return self.spikes
 
     def _advance(self, inputs: Mapping[str, TensorLike], third_factors: Mapping[str, TensorLike],
-                 step_in_presentation: int) -> None:
-        """The work of one step (see the module docstring), on validated arguments; compiled with ``compile``."""
+                 step_in_presentation: Union[int, torch.Tensor]) -> None:
+        """The work of one step (see the module docstring), on validated arguments; compiled with ``compile``,
+        captured with ``graph_steps`` (then ``step_in_presentation`` is a 0-d device tensor, so that one
+        graph serves every chunk; encoders take either)."""
         net = self.network
         currents = {name: None for name in net.populations}
         gated = {}
@@ -407,7 +484,8 @@ class Simulator:
         ``(N,)`` or ``(R, N)`` held for the whole run; without one, spikes
         ``(steps, N)`` or ``(steps, R, N)``. ``third_factors[post]`` is held
         values ``(N,)``/``(R, N)`` or a per-step sequence ``(steps, R, N)``. Monitors are
-        ``"population.spikes"``, ``"population.<state>"`` (``v``, ``i``,
+        ``"population.spikes"``, ``"population.count"`` (spikes per neuron summed over the
+        ``every`` steps up to each record), ``"population.<state>"`` (``v``, ``i``,
         ``theta``), ``"projection.<var>"`` (``w``, ``t``, ``d``, ``x1`` ... ``y3``),
         recorded every ``every`` steps. Traces read as Loihi's trace registers do:
         their value at the start of the current learning epoch (with ``t_epoch = 1``,
@@ -430,6 +508,11 @@ class Simulator:
             tf = {**tf_held, **{name: v[k] for name, v in tf_seq.items()}}
             self.step(step_inputs, tf, step_in_presentation=k)
 
+        if self._graphs is not None:
+            check_steps(steps)
+            recorder = Recorder(list(monitors), self._read, lambda: self.time_step, every)
+            self._graphs.run(steps, per_step, held, tf_seq, tf_held, recorder, advance, progress)
+            return recorder.result()
         return record_run(steps, advance, self._read, lambda: self.time_step, list(monitors), every, progress)
 
     def _read(self, monitor: str) -> torch.Tensor:
@@ -447,7 +530,7 @@ class Simulator:
                 key = "x" if var.startswith("x") else "y"
                 return self.plastic[target][key][:, TRACE_INDEX[var]]
         raise KeyError(
-            f"cannot monitor {monitor!r}: use 'population.spikes', 'population.v' (or i, theta), "
+            f"cannot monitor {monitor!r}: use 'population.spikes', 'population.count', 'population.v' (or i, theta), "
             f"'projection.w' (or t, d, x1, x2, y1, y2, y3)"
         )
 

@@ -155,13 +155,18 @@ class LIF:
 _CONSTANTS: Dict[Tuple[Any, ...], Tuple[torch.Tensor, ...]] = {}
 
 
-def _constants(model: LIF, dtype: torch.dtype, device: torch.device) -> Tuple[torch.Tensor, ...]:
-    """Norse's LIF parameters in the state's dtype (float32 constants would round a float64 run),
-    made once per model, dtype and device rather than every step (a plain dict: torch.compile traces it)."""
+def _constants(model: "NeuronModel", dtype: torch.dtype, device: torch.device) -> Tuple[torch.Tensor, ...]:
+    """Norse's parameters in the state's dtype (float32 constants would round a float64 run), made once
+    per model, dtype and device rather than every step (a plain dict: torch.compile traces it; no copy
+    from the host inside a CUDA graph capture). LIF: ``1/tau_syn, 1/tau_mem, v_leak, v_reset``;
+    IAF: ``v_th, v_reset``."""
     key = (model, dtype, device)
     if key not in _CONSTANTS:
         c = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
-        _CONSTANTS[key] = (c(1.0 / model.tau_syn), c(1.0 / model.tau_mem), c(model.v_leak), c(model.v_reset))
+        if isinstance(model, IAF):
+            _CONSTANTS[key] = (c(model.v_th), c(model.v_reset))
+        else:
+            _CONSTANTS[key] = (c(1.0 / model.tau_syn), c(1.0 / model.tau_mem), c(model.v_leak), c(model.v_reset))
     return _CONSTANTS[key]
 
 
@@ -184,8 +189,8 @@ class IAF:
              gated: Optional[torch.Tensor] = None) -> torch.Tensor:
         if gated is not None:
             raise ValueError("an IAF neuron has no gated input")
-        c = lambda x: torch.as_tensor(x, dtype=current.dtype, device=current.device)  # noqa: E731
-        p = IAFParameters(v_th=c(self.v_th), v_reset=c(self.v_reset))
+        v_th, v_reset = _constants(self, current.dtype, current.device)
+        p = IAFParameters(v_th=v_th, v_reset=v_reset)
         z, new = iaf_feed_forward_step(current, IAFFeedForwardState(state["v"]), p, dt)
         state["v"] = new.v
         return z

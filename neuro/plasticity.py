@@ -369,8 +369,8 @@ def _add_outer(current: torch.Tensor, outer: List[Tuple[object, object]], replic
     as one matrix product per replica group, added in the same kernel where no mask intervenes."""
     m, n = current.shape[1:]
     like = dict(dtype=current.dtype, device=current.device)
-    a = [torch.broadcast_to(torch.as_tensor(x, **like), (replicas, m, 1))[..., 0] for x, _ in outer]
-    b = [torch.broadcast_to(torch.as_tensor(y, **like), (replicas, 1, n))[:, 0, :] for _, y in outer]
+    a = [torch.broadcast_to(_on(x, like), (replicas, m, 1))[..., 0] for x, _ in outer]
+    b = [torch.broadcast_to(_on(y, like), (replicas, 1, n))[:, 0, :] for _, y in outer]
     if scale != 1.0:
         a = [x * scale for x in a]
     if current.shape[0] == 1:  # shared: sum over terms and replicas, (M, K) @ (K, N)
@@ -382,6 +382,12 @@ def _add_outer(current: torch.Tensor, outer: List[Tuple[object, object]], replic
     if mask is None:
         return torch.baddbmm(current, a_st, b_st)
     return current + torch.where(mask, torch.bmm(a_st, b_st), torch.zeros((), **like))
+
+
+def _on(x, like: Dict) -> torch.Tensor:
+    """``x`` (a tensor or a number) as a tensor of ``like``'s dtype and device; a number by a fill, not a
+    copy from the host (legal inside a CUDA graph capture)."""
+    return x.to(**like) if isinstance(x, torch.Tensor) else torch.full((), x, **like)
 
 
 def _product(factors: List, replicas: int, shape: Tuple[int, int], sum_replicas: bool) -> torch.Tensor:
@@ -499,7 +505,8 @@ class _EpochContext(_Context):
                 self._deps[name] = (st["ty"] > 0).to(dtype)[:, :, None]
             else:
                 on = (self.time_step // self.rule.t_epoch) % (2 ** self.rule.u_exponent) == 0
-                self._deps[name] = torch.tensor(1.0 if on else 0.0, dtype=dtype, device=st["tx"].device)
+                # a fill, not a copy from the host: legal inside a CUDA graph capture
+                self._deps[name] = torch.full((), 1.0 if on else 0.0, dtype=dtype, device=st["tx"].device)
         return self._deps[name]
 
     def synaptic(self, name: str) -> torch.Tensor:
