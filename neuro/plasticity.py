@@ -168,6 +168,7 @@ class CompiledRule:
         projection's synapses) they are evaluated on the existing synapses of those rows and columns only.
         """
         full: Dict[str, torch.Tensor] = {}  # var -> update to add
+        fused: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}  # var -> (A, B): var += A @ B and clipped, one kernel
         updated: Dict[str, torch.Tensor] = {}  # var -> new value (update already added)
         # (var, dim, index, delta): rows (dim -2), columns (dim -1) or listed synapses (dim 0: flat indices)
         parts: List[Tuple[str, int, torch.Tensor, torch.Tensor]] = []
@@ -200,13 +201,23 @@ class CompiledRule:
             outer = [_separable(f) for f in dense]
             if all(o is not None for o in outer):
                 # Every product is (post vector) x (pre vector): one matrix product adds them all.
-                updated[var] = _add_outer(syn[var], outer, replicas, scale, mask)
+                a, b = _outer_factors(syn[var], outer, replicas, scale)
+                if mask is None and _fusable(syn[var]):
+                    fused[var] = (a, b)  # applied in place below, once every target is computed
+                else:
+                    updated[var] = _add_outer(syn[var], a, b, mask)
                 continue
             total = None
             for f in dense:
                 value = _product(f, replicas, shape, shared)
                 total = value if total is None else total + value
             full[var] = self._finish(total, syn[var], replicas, shape, shared, scale, mask)
+        lo, hi = self.w_min, self.w_max
+        for var, (a, b) in fused.items():
+            from neuro.kernels import outer_update_  # Triton: imported only where a CUDA step asks for it
+
+            bounds = {"w": (lo, hi), "d": (0.0, math.inf)}.get(var, (-math.inf, math.inf))
+            outer_update_(syn[var], *_grouped(a, b, syn[var].shape[0]), *bounds, precision=FUSED_PRECISION)
         for var, delta in full.items():
             syn[var] = syn[var] + delta
         syn.update(updated)
@@ -217,13 +228,16 @@ class CompiledRule:
             else:
                 x.index_add_(x.dim() + dim, index, delta.to(x.dtype))
         fresh = set(full) | set(updated)  # new tensors, which may be clipped in place
-        lo, hi = self.w_min, self.w_max
-        if clamp_all or "w" in fresh:
+        if "w" in fused:  # the kernel clipped every weight; event-driven parts were added after it
+            _clamp_touched(syn["w"], [(dim, index) for var, dim, index, _ in parts if var == "w"], lo, hi)
+        elif clamp_all or "w" in fresh:
             syn["w"] = syn["w"].clamp_(lo, hi) if "w" in fresh else syn["w"].clamp(lo, hi)
         else:
             _clamp_touched(syn["w"], [(dim, index) for var, dim, index, _ in parts if var == "w"], lo, hi)
         d_parts = [(dim, index) for var, dim, index, _ in parts if var == "d"]
-        if "d" in fresh:
+        if "d" in fused:
+            _clamp_touched(syn["d"], d_parts, 0.0, math.inf)
+        elif "d" in fresh:
             syn["d"] = syn["d"].clamp_(min=0.0)
         elif clamp_all and "dd" in self.terms:  # as a dense update would: every d, once after a load
             syn["d"] = syn["d"].clamp(min=0.0)
@@ -363,25 +377,51 @@ def _separable(factors: List) -> Optional[Tuple[object, object]]:
     return _prod(post + numbers), (_prod(pre) if pre else 1.0)
 
 
-def _add_outer(current: torch.Tensor, outer: List[Tuple[object, object]], replicas: int, scale: float,
-               mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """``current + scale * sum_k a_k b_k`` (summed over replicas where ``current`` is shared, ``(1, M, N)``)
-    as one matrix product per replica group, added in the same kernel where no mask intervenes."""
+#: The CUDA engine adds an update made only of outer products (STDP, Hebbian, predictive-coding rules)
+#: to float32 weights and clips them in one Triton kernel (``neuro.kernels.outer_update_``); False: torch's
+#: ``addmm`` then ``clamp_``. ``FUSED_PRECISION``: the kernel's product precision ("ieee": float32;
+#: "tf32x3": tensor cores, ~2**-22 relative error).
+FUSED_UPDATES = True
+FUSED_PRECISION = "ieee"
+
+
+def _fusable(current: torch.Tensor) -> bool:
+    # Under torch.compile inductor makes the kernels (a Triton call there would be traced, not run).
+    return (FUSED_UPDATES and current.is_cuda and current.dtype == torch.float32 and current.is_contiguous()
+            and not torch.compiler.is_compiling())
+
+
+def _outer_factors(current: torch.Tensor, outer: List[Tuple[object, object]], replicas: int,
+                   scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(A, B)`` with ``A @ B = scale * sum_k a_k b_k`` for the products ``outer`` (see :func:`_separable`):
+    summed over replicas where ``current`` is shared, ``(M, K) @ (K, N)``; else per replica,
+    ``(R, M, K) @ (R, K, N)``."""
     m, n = current.shape[1:]
     like = dict(dtype=current.dtype, device=current.device)
     a = [torch.broadcast_to(_on(x, like), (replicas, m, 1))[..., 0] for x, _ in outer]
     b = [torch.broadcast_to(_on(y, like), (replicas, 1, n))[:, 0, :] for _, y in outer]
     if scale != 1.0:
         a = [x * scale for x in a]
-    if current.shape[0] == 1:  # shared: sum over terms and replicas, (M, K) @ (K, N)
-        a_cat, b_cat = torch.cat(a, 0).T, torch.cat(b, 0)
+    if current.shape[0] == 1:
+        return torch.cat(a, 0).T, torch.cat(b, 0)
+    return torch.stack(a, -1), torch.stack(b, 1)
+
+
+def _grouped(a: torch.Tensor, b: torch.Tensor, groups: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_outer_factors`' matrices with a leading group dimension (1 for shared weights)."""
+    return (a[None], b[None]) if groups == 1 and a.dim() == 2 else (a, b)
+
+
+def _add_outer(current: torch.Tensor, a: torch.Tensor, b: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """``current + A @ B`` (:func:`_outer_factors`), added in the matrix product's kernel where no mask intervenes."""
+    zero = torch.zeros((), dtype=current.dtype, device=current.device)
+    if a.dim() == 2:  # shared
         if mask is None:
-            return torch.addmm(current[0], a_cat, b_cat)[None]
-        return current + torch.where(mask, a_cat @ b_cat, torch.zeros((), **like))
-    a_st, b_st = torch.stack(a, -1), torch.stack(b, 1)  # (R, M, K) @ (R, K, N)
+            return torch.addmm(current[0], a, b)[None]
+        return current + torch.where(mask, a @ b, zero)
     if mask is None:
-        return torch.baddbmm(current, a_st, b_st)
-    return current + torch.where(mask, torch.bmm(a_st, b_st), torch.zeros((), **like))
+        return torch.baddbmm(current, a, b)
+    return current + torch.where(mask, torch.bmm(a, b), zero)
 
 
 def _on(x, like: Dict) -> torch.Tensor:
