@@ -8,9 +8,10 @@ the weights and add their updates (a mini-batch, as Norse's ``stdp_step_linear``
 batch). Timed: the T steps after a 50-step warm-up run, the device synchronised.
 
 Peers, each with its own idiomatic loop:
-* neuro itself three ways: event-driven, dense, and dense compiled (``Simulator(compile=...)``:
-  torch.compile, C++ kernels on CPU, Triton and, with ``--compile reduce-overhead``, CUDA graphs on a GPU);
-  compiling is part of the warm-up run and reported apart;
+* neuro itself several ways (``--rows``): event-driven, dense, dense compiled (``Simulator(compile=...)``:
+  torch.compile, C++ kernels on CPU, Triton and, with ``--compile reduce-overhead``, CUDA graphs on a GPU),
+  and on a GPU in CUDA graphs of ``--graph-steps`` steps (``Simulator(graph_steps=...)``), eager or
+  compiled kernels inside; compiling and capturing are part of the warm-up run, reported apart;
 * Norse: ``lif_feed_forward_step`` + ``stdp_step_linear``, the weights updated every step;
 * SpikingJelly (``pip install -e .[peers]``): ``layer.Linear`` + ``neuron.LIFNode`` +
   ``learning.STDPLearner`` with an SGD step per time step (its LIF has no synaptic current);
@@ -22,6 +23,9 @@ Peers, each with its own idiomatic loop:
     python benchmarks/w1_stdp.py                      # CPU: N 1,024 and 4,096, R 1 and 32 (~5 min on 2 cores)
     python benchmarks/w1_stdp.py --quick              # N 256, R 2, 100 steps (~15 s)
     python benchmarks/w1_stdp.py --device cuda --sizes 1024,4096,16384 --replicas 1,32,256
+
+Every simulator counts the layer's spikes on the device (neuro: ``"out.count"`` monitors) and reads
+the count once at the end.
 """
 from __future__ import annotations
 
@@ -88,19 +92,30 @@ def build(cfg: W1Config, loihi: bool = False) -> Network:
     return net
 
 
-def neuro_runner(cfg: W1Config, x: torch.Tensor, device: str, event_driven, compile=False) -> Callable[[int], int]:
+#: neuro's ways to run W1 (``--rows``): label and Simulator arguments.
+NEURO_ROWS = {
+    "event": ("neuro event-driven", dict(event_driven=True)),
+    "dense": ("neuro dense", dict(event_driven=False)),
+    "compiled": ("neuro dense, compiled", dict(event_driven=False, compile=True)),
+    "graphs": ("neuro CUDA graphs", dict(graph_steps=True)),
+    "graphs-compiled": ("neuro CUDA graphs, compiled", dict(graph_steps=True, compile=True)),
+}
+
+
+def neuro_runner(cfg: W1Config, x: torch.Tensor, device: str, every: int = 100, **kwargs) -> Callable[[int], int]:
+    """``kwargs``: Simulator arguments. ``every``: steps between spike-count records (a whole number of
+    CUDA graph chunks)."""
     net = build(cfg)
-    # One simulator, restarted for each run: a compiled one keeps its kernels (compiling is the warm-up's).
-    sim = Simulator(net, replicas=cfg.replicas, device=device, event_driven=event_driven, compile=compile)
+    # One simulator, restarted for each run: a compiled one keeps its kernels, a graph one its graphs
+    # (compiling and capturing are the warm-up's).
+    sim = Simulator(net, replicas=cfg.replicas, device=device, **kwargs)
 
     def run(steps: int) -> int:
         sim.reset()
         sim.set_weights("ff", net.projections["ff"].weights)
         sim.time_step = 0
-        count = torch.zeros((), device=device)
-        for k in range(steps):
-            count = count + sim.step({"inp": x[k]})["out"].sum()
-        return int(count.item())
+        rec = sim.run(steps, {"inp": x[:steps]}, monitors=["out.count"], every=min(every, steps))
+        return int(rec["out.count"].sum().item())
 
     return run
 
@@ -191,30 +206,54 @@ def lava_run(cfg: W1Config, x: torch.Tensor) -> Dict[str, float]:
     return {"seconds": seconds}
 
 
-def measure(name: str, runner: Callable[[int], int], steps: int, device: str) -> Dict[str, object]:
-    """Time ``runner(steps)`` after a warm-up of 50 steps (allocations, kernels, lazy imports; compiling)."""
-    warmup = timed(lambda: runner(min(steps, 50)), device)
+def measure(name: str, runner: Callable[[int], int], steps: int, device: str, warmup: int = 50) -> Dict[str, object]:
+    """Time ``runner(steps)`` after a warm-up run of ``warmup`` steps (allocations, kernels, lazy imports;
+    compiling, capturing)."""
+    warmup = timed(lambda: runner(min(steps, warmup)), device)
     spikes = []
     seconds = timed(lambda: spikes.append(runner(steps)), device)
     return {"simulator": name, "seconds": seconds, "spikes": spikes[0], "warmup_seconds": warmup}
 
 
+def attempt(rows: List[Dict[str, object]], label: str, fn: Callable[[], Dict[str, object]]) -> None:
+    """Append ``fn()``'s row; a failure (out of memory, say) is printed and costs only this row."""
+    try:
+        rows.append(fn())
+    except Exception as e:  # noqa: BLE001 -- a GPU run is rationed: one failing path must not lose the others
+        print(f"{label} failed: {type(e).__name__}: {str(e)[:300]}")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 def one_size(cfg: W1Config, args) -> List[Dict[str, object]]:
     x = inputs(cfg, args.device)
     t = cfg.steps
-    rows = [measure("neuro event-driven", neuro_runner(cfg, x, args.device, True), t, args.device),
-            measure("neuro dense", neuro_runner(cfg, x, args.device, False), t, args.device)]
-    if args.device != "cpu" or shutil.which("c++") or shutil.which("g++"):  # inductor's CPU kernels are C++
-        rows.append(measure("neuro dense, compiled", neuro_runner(cfg, x, args.device, False, compile=args.compile),
-                            t, args.device))
-    else:
-        print("no C++ compiler: the compiled row is skipped")
-    rows.append(measure("Norse loop + stdp_step_linear", norse_runner(cfg, x, args.device), t, args.device))
+    rows = []
+    for key in args.rows.split(","):
+        if key not in NEURO_ROWS:
+            raise SystemExit(f"unknown row {key!r}; known: {', '.join(NEURO_ROWS)}")
+        label, kwargs = NEURO_ROWS[key]
+        kwargs = dict(kwargs)
+        if "compile" in kwargs:
+            if args.device == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
+                print(f"no C++ compiler (inductor's CPU kernels are C++): {label!r} skipped")
+                continue
+            kwargs["compile"] = True if args.compile == "default" else args.compile
+        warmup = 50
+        if "graph_steps" in kwargs:
+            kwargs["graph_steps"] = args.graph_steps
+            warmup = 2 * args.graph_steps  # a first chunk eagerly, then captured, then one replayed
+        attempt(rows, label, lambda: measure(label, neuro_runner(cfg, x, args.device, every=args.graph_steps, **kwargs),
+                                             t, args.device, warmup))
+    attempt(rows, "Norse", lambda: measure("Norse loop + stdp_step_linear", norse_runner(cfg, x, args.device), t,
+                                           args.device))
     try:
         import spikingjelly  # noqa: F401
-        rows.append(measure("SpikingJelly STDPLearner", spikingjelly_runner(cfg, x, args.device), t, args.device))
     except ImportError:
         print("SpikingJelly not installed (pip install -e .[peers]): skipped")
+    else:
+        attempt(rows, "SpikingJelly", lambda: measure("SpikingJelly STDPLearner", spikingjelly_runner(cfg, x, args.device),
+                                                      t, args.device))
     if not args.quick and cfg.replicas == 1 and cfg.n <= args.small:
         rows.append({"simulator": "Brian2 cpp_standalone (CPU)", **brian2_run(cfg, x, args.threads)})
         small = replace(cfg, steps=100)
@@ -239,9 +278,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", default="default",
-                        help="torch.compile mode of the compiled row (reduce-overhead: CUDA graphs on a GPU)")
+                        help="torch.compile mode of the compiled rows (reduce-overhead: CUDA graphs on a GPU)")
+    parser.add_argument("--rows", default=None,
+                        help=f"neuro's rows, comma-separated, of {', '.join(NEURO_ROWS)} "
+                             "(default: event,dense,compiled on CPU; dense,graphs,compiled,graphs-compiled on CUDA)")
+    parser.add_argument("--graph-steps", type=int, default=100, help="steps per CUDA graph of the graph rows")
     parser.add_argument("--out", default="out/bench_w1")
     args = parser.parse_args(argv)
+    if args.rows is None:
+        args.rows = "event,dense,compiled" if args.device == "cpu" else "dense,graphs,compiled,graphs-compiled"
     torch.set_num_threads(args.threads)
     # One compiled step per grid point and replica count: more than dynamo's default cache holds, past
     # which it would silently run the "compiled" row eagerly.

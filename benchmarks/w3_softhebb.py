@@ -4,7 +4,7 @@ Workload: MNIST-5k images (28x28), one layer of 2,000 neurons learning unsupervi
 ``--images`` training images, as in ``softhebb_mnist.py``:
 * SoftHebb, rate (``networks.softhebb.train_rate``): mini-batches of 16;
 * SoftHebb, spiking (``train_spiking``): the Loihi form of the rule, 40 steps per image, 32 images at
-  once (replicas), with the engine dense and event-driven;
+  once (replicas), with the engine dense and event-driven (CPU) or dense and in CUDA graphs (GPU);
 * the peer: the same 784 -> 2,000 layer plus a 10-way head trained end to end by backprop (Adam,
   mini-batches of 64, one epoch) -- the usual way to train that layer; its time includes scoring
   100 test images once. It runs on the CPU (``networks.baselines`` has no device argument).
@@ -57,14 +57,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows.append({"method": f"SoftHebb rate, batch {cfg.batch}", "seconds": seconds})
 
     net = softhebb.build_spiking(n_in, cfg, spk)
-    for mode in (True, False):
-        softhebb.train_spiking(Simulator(net, replicas=args.replicas, device=args.device, event_driven=mode),
-                               x[: args.replicas], spk)  # warm-up
-        spiking = Simulator(net, replicas=args.replicas, device=args.device, event_driven=mode)
+    # CPU: event-driven against dense steps; CUDA: dense steps against CUDA graphs of one presentation each.
+    modes = {"event-driven": dict(event_driven=True), "dense": dict(event_driven=False)}
+    if args.device != "cpu":
+        modes = {"dense": dict(event_driven=False), "CUDA graphs": dict(graph_steps=spk.steps)}
+    for mode, kwargs in modes.items():
+        spiking = Simulator(net, replicas=args.replicas, device=args.device, **kwargs)
+        softhebb.train_spiking(spiking, x[: 2 * args.replicas], spk)  # warm-up (a graph's capture too)
+        spiking.reset()  # as new: thresholds, traces and weights of the network
+        spiking.set_weights("ff", net.projections["ff"].weights)
         stats = {}
         seconds = timed(lambda: stats.update(softhebb.train_spiking(spiking, x, spk)), args.device)
-        rows.append({"method": f"SoftHebb spiking, {spk.steps} steps/image, R = {args.replicas}, "
-                               f"{'event-driven' if mode else 'dense'}",
+        rows.append({"method": f"SoftHebb spiking, {spk.steps} steps/image, R = {args.replicas}, {mode}",
                      "seconds": seconds, "spikes_per_image": stats["spikes_per_image"]})
 
     w0 = softhebb.initial_weights(n_neurons, n_in, cfg.init_radius, cfg.seed)

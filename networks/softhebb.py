@@ -277,9 +277,8 @@ def train_spiking(
         values = np.zeros((r, x.shape[1]), dtype=np.float32)
         values[: len(idx)] = x[idx]  # a short last batch is padded with blank images
         sim.reset_neurons()
-        counts = torch.zeros(r, dtype=sim.dtype, device=sim.device)
-        for k in range(spk.steps):
-            counts += sim.step({"pixels": values}, step_in_presentation=k)["layer1"].sum(dim=1)
+        rec = sim.run(spk.steps, {"pixels": values}, monitors=["layer1.count"], every=spk.steps)
+        counts = rec["layer1.count"][0].sum(dim=1)
         spikes += float(counts[: len(idx)].sum())
         answered += int((counts[: len(idx)] > 0).sum())
         if not torch.isfinite(sim.syn["ff"]["w"]).all():
