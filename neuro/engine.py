@@ -177,15 +177,17 @@ class Simulator:
             :attr:`EVENT_FRACTION` of a projection's pre (or post) neurons spiked, dense on CUDA
             (counting the spikes there would stall the device every step). On CUDA the event-driven
             sums use atomic adds: not bit-reproducible from run to run, unlike the dense path.
-        compile: ``True`` or a ``torch.compile`` mode (``"reduce-overhead"``: CUDA graphs on a GPU;
-            ``"max-autotune"``): each step runs as fused kernels made by ``torch.compile`` (inductor:
+        compile: ``True`` or a ``torch.compile`` mode (``"max-autotune-no-cudagraphs"``, ...): each step
+            runs as fused kernels made by ``torch.compile`` (inductor:
             C++/OpenMP on CPU, Triton on CUDA) instead of one kernel per operation. The first steps
             compile (seconds to tens of seconds); worth it for long runs. Compiled steps are dense
             (data-dependent event lists would break the graph), so ``event_driven=True`` is refused with
             it. torch.compile keeps a few compiled versions per process (``torch._dynamo.config.
             recompile_limit``, 8) and runs further simulators of other shapes eagerly: raise it when
-            compiling many. With ``"reduce-overhead"`` the tensors a step returns live in the CUDA graph's
-            memory: clone what you keep across steps.
+            compiling many. The modes that make CUDA graphs of one step (``"reduce-overhead"``,
+            ``"max-autotune"``) are refused on CUDA: each step's state would live in graph memory that the
+            next step overwrites. ``graph_steps`` is the engine's CUDA graphs, of many steps, with the state
+            in place.
         graph_steps: ``run`` replays its steps ``graph_steps`` at a time as one CUDA graph (rounded up to
             a whole number of the rules' update periods and of ``every``), so a chunk of steps costs one
             launch instead of a few kernels per operation and no Python per step; the state stays in
@@ -226,10 +228,11 @@ class Simulator:
             raise ValueError(f"compile must be True, False or a torch.compile mode, got {compile!r}")
         if isinstance(graph_steps, bool) or int(graph_steps) != graph_steps or graph_steps < 0:
             raise ValueError(f"graph_steps must be a non-negative integer number of steps, got {graph_steps!r}")
-        if graph_steps and isinstance(compile, str) and compile.startswith(("reduce-overhead", "max-autotune")) \
-                and not compile.endswith("no-cudagraphs"):
-            raise ValueError(f"compile={compile!r} makes CUDA graphs of its own, which cannot be captured inside "
-                             "graph_steps' graphs: use compile=True (or 'max-autotune-no-cudagraphs') with graph_steps")
+        if isinstance(compile, str) and compile.startswith(("reduce-overhead", "max-autotune")) \
+                and not compile.endswith("no-cudagraphs") and (graph_steps or torch.device(device).type == "cuda"):
+            raise ValueError(f"compile={compile!r} makes a CUDA graph of each step, whose outputs (the state the next "
+                             "step reads) the next replay overwrites: use graph_steps=K (CUDA graphs of K steps, the "
+                             "state in place) with compile=True or 'max-autotune-no-cudagraphs'")
         if graph_steps and event_driven is True:
             raise ValueError("graph_steps=... replays dense steps: event_driven=True cannot run in CUDA graphs "
                              "(use 'auto' or False)")

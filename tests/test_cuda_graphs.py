@@ -144,7 +144,7 @@ def test_chunk_length_is_rounded_to_the_learning_period_and_records():
         Simulator(net, graph_steps=True)
     with pytest.raises(ValueError, match="event_driven=True cannot run in CUDA graphs"):
         Simulator(net, graph_steps=8, event_driven=True)
-    with pytest.raises(ValueError, match="makes CUDA graphs of its own"):
+    with pytest.raises(ValueError, match="makes a CUDA graph of each step"):
         Simulator(net, graph_steps=8, compile="reduce-overhead")
 
 

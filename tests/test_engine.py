@@ -290,21 +290,23 @@ def test_state_dicts_are_snapshots_and_loaded_state_is_not_shared():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_event_driven_and_compiled_steps_match_dense():
-    """On the GPU: event-driven steps (atomic adds: equal to rounding) and CUDA-graph compiled steps
-    give the dense engine's spikes and weights."""
+    """On the GPU: event-driven steps (atomic adds: equal to rounding), compiled steps and compiled steps
+    in CUDA graphs give the dense engine's spikes and weights."""
     spikes = (torch.rand(300, 2, 30, generator=torch.Generator().manual_seed(0)) < 0.1).double().cuda()
     net = stdp_network()
     plain = Network(dt=DT)
     plain.input("inp", 30)
     plain.population("out", 8, LIF(tau_mem=20e-3))
     plain.connect("inp", "out", net.projections["ff"].weights, rule=standard_rules.stdp(a_plus=0.02), name="ff")
+    with pytest.raises(ValueError, match="graph_steps=K"):
+        Simulator(plain, device="cuda", compile="reduce-overhead")
     runs = {}
     for name, kwargs in {"dense": dict(event_driven=False), "event": dict(event_driven=True),
-                         "graphs": dict(compile="reduce-overhead")}.items():
+                         "compiled": dict(compile=True), "graphs": dict(compile=True, graph_steps=50)}.items():
         sim = Simulator(plain, replicas=2, device="cuda", dtype=torch.float64, **kwargs)
         rec = sim.run(300, {"inp": spikes}, monitors=["out.spikes", "ff.w"])
         runs[name] = {k: v.cpu() for k, v in rec.data.items()}
     assert runs["dense"]["out.spikes"].sum() > 20
-    for name in ("event", "graphs"):
+    for name in ("event", "compiled", "graphs"):
         assert torch.equal(runs[name]["out.spikes"], runs["dense"]["out.spikes"]), name
         assert torch.allclose(runs[name]["ff.w"], runs["dense"]["ff.w"], atol=1e-9), name
