@@ -126,11 +126,13 @@ class StepGraphs:
                     dst[name].copy_(v)
             chunk.k0.fill_(k)
             t0 = sim.time_step
-            if chunk.graph is not None and not (sim.learning and sim._unclipped):
+            if chunk.graph is not None and not self._clips_all_once():
                 chunk.graph.replay()
                 sim.time_step += size
+                if sim.learning:
+                    sim._unclipped.clear()  # every rule learned (a chunk holds whole update periods)
             else:
-                # First of its kind (or weights set but not yet clipped by a first epoch): eagerly.
+                # First of its kind (or weights set that the captured steps would not clip): eagerly.
                 self._eager(chunk)
                 if self.capture and chunk.graph is None:
                     self._capture(chunk)
@@ -145,6 +147,13 @@ class StepGraphs:
             k += 1
             bar.update(1)
         bar.close()
+
+    def _clips_all_once(self) -> bool:
+        """Whether the next epoch of some rule must clip weights it does not update (set but never
+        learned), which captured steps, recorded after every weight was clipped, would not do. A rule with
+        a ``dw`` target clips every weight at every dense epoch anyway."""
+        sim = self.sim
+        return sim.learning and any("dw" not in sim.rules[name].terms for name in sim._unclipped)
 
     def _chunk(self, size: int, per_step, held, tf_seq, tf_held, recorder: "Recorder") -> _Chunk:
         sim = self.sim

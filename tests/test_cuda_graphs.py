@@ -239,3 +239,33 @@ def test_cuda_graphs_match_eager_steps_on_the_gpu(name):
     graphs = _simulate(net, inputs, factors, 8, device="cuda")
     assert all(c.graph is not None for c in graphs[1]._graphs.chunks.values())
     _assert_same(plain, graphs, rtol=1e-9)
+
+
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                        reason="needs CUDA")])
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_weights_set_outside_the_bounds_are_clipped_as_by_plain_steps(device):
+    """A rule without ``dw`` clips the weights only at the first epoch after they were set: a chunk then
+    runs eagerly. With ``dw`` every dense epoch clips them all, so the captured steps do it too."""
+    def drive(graph_steps, rule):
+        net = Network(dt=1e-3)
+        net.input("inp", 10)
+        net.population("out", 5, LIF(v_th=0.3))
+        net.connect("inp", "out", np.full((5, 10), 0.1), rule=rule, name="ff")
+        sim = Simulator(net, replicas=2, dtype=torch.float64, graph_steps=graph_steps, device=device)
+        spikes = (torch.rand(32, 2, 10, generator=torch.Generator().manual_seed(0)) < 0.3).double().to(device)
+        for _ in range(2):  # the second time, the chunk has its graph
+            sim.run(16, {"inp": spikes[:16]})
+            sim.set_weights("ff", np.full((5, 10), 2.0))  # above w_max
+            sim.run(16, {"inp": spikes[16:]})
+        return sim.weights("ff"), sim.syn["ff"].get("t")
+
+    tag_only = LearningRule(dt=0.1 * y0 * x1, traces={"x1": Trace(1.0, 20e-3)}, w_min=0.0, w_max=1.0)
+    for rule in (stdp(a_plus=0.02, a_minus=0.021, w_max=1.0), tag_only):
+        plain, chunked = drive(0, rule), drive(8, rule)
+        assert plain[0].max() <= 1.0
+        torch.testing.assert_close(chunked[0], plain[0], rtol=0, atol=0)
+        if plain[1] is not None:
+            torch.testing.assert_close(chunked[1], plain[1], rtol=0, atol=0)
