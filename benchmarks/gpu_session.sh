@@ -31,8 +31,8 @@ stage() {  # stage NAME SECONDS COMMAND...: run, keep the log, note the exit sta
 cat "$out/env.log"
 stage gpu_tests 80 $py -m pytest -q -m gpu -p no:cacheprovider tests/test_cuda_graphs.py tests/test_engine.py
 stage plasticity 80 $py benchmarks/w1_plasticity.py --sizes 4096,16384 --replicas 1,32 --out "$out"
-stage w1 220 $py benchmarks/w1_stdp.py --device cuda --sizes 1024,4096,16384 --replicas 1,32,256 --rows dense,graphs \
-    --out "$out"
+stage w1 260 $py benchmarks/w1_stdp.py --device cuda --sizes 1024,4096,16384 --replicas 1,32,256 \
+    --rows dense,graphs,graphs-compiled --out "$out"
 stage profile 60 $py benchmarks/profile_step.py --n 4096 --replicas 32
 stage w1_compiled 100 $py benchmarks/w1_stdp.py --device cuda --sizes 4096 --replicas 32,256 --rows compiled,graphs-compiled \
     --out "$out/compiled"
