@@ -157,9 +157,10 @@ class StepGraphs:
 
     def _chunk(self, size: int, per_step, held, tf_seq, tf_held, recorder: "Recorder") -> _Chunk:
         sim = self.sim
-        sig = lambda d: tuple((n, tuple(v.shape), v.dtype) for n, v in sorted(d.items()))  # noqa: E731
+        sig = lambda d, skip=0: tuple((n, tuple(v.shape[skip:]), v.dtype) for n, v in sorted(d.items()))  # noqa: E731
+        # Per-step values by their shape per step: runs of any length share a chunk.
         key = (size, recorder.every, tuple(recorder.monitors), sim.learning, sim.time_step % self.period,
-               sig(per_step), sig(held), sig(tf_seq), sig(tf_held))
+               sig(per_step, 1), sig(held), sig(tf_seq, 1), sig(tf_held))
         chunk = self.chunks.get(key)
         if chunk is None:
             like = dict(dtype=sim.dtype, device=sim.device)
