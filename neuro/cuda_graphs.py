@@ -27,6 +27,7 @@ runs eagerly through the same code: the same results, no gain.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -82,6 +83,7 @@ class _Chunk:
     records: Dict[str, torch.Tensor]  # (K // every, ...) by monitor
     graph: Optional["torch.cuda.CUDAGraph"] = None
     runs: int = field(default=0)
+    failed: Optional[str] = None  # why capturing failed: the chunk then always runs eagerly
 
 
 class StepGraphs:
@@ -134,7 +136,7 @@ class StepGraphs:
             else:
                 # First of its kind (or weights set that the captured steps would not clip): eagerly.
                 self._eager(chunk)
-                if self.capture and chunk.graph is None:
+                if self.capture and chunk.graph is None and chunk.failed is None:
                     self._capture(chunk)
             chunk.runs += 1
             for m, buf in chunk.records.items():
@@ -261,13 +263,26 @@ class StepGraphs:
         main.wait_stream(side)
 
     def _capture(self, chunk: _Chunk) -> None:
-        """Record the chunk's kernels (nothing runs); the Python side of the simulator is put back."""
+        """Record the chunk's kernels (nothing runs); the Python side of the simulator is put back.
+
+        If the capture fails (an operation a graph cannot hold, in a library or a compiled kernel), the
+        simulator is put back all the same, a warning names the error, and the chunk runs eagerly from
+        then on: slower, never wrong."""
         sim = self.sim
-        graph = torch.cuda.CUDAGraph()
-        graph.register_generator_state(sim.generator)
         time_step, rng, unclipped = sim.time_step, sim.generator.get_state(), set(sim._unclipped)
-        with torch.cuda.graph(graph):
-            self._steps(chunk)
-        sim.time_step, sim._unclipped = time_step, unclipped
-        sim.generator.set_state(rng)
-        chunk.graph = graph
+        try:
+            graph = torch.cuda.CUDAGraph()
+            graph.register_generator_state(sim.generator)
+            with torch.cuda.graph(graph):
+                self._steps(chunk)
+        except RuntimeError as e:  # torch.AcceleratorError is one
+            chunk.failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            warnings.warn(f"graph_steps: capturing {chunk.steps} steps as a CUDA graph failed ({chunk.failed}); "
+                          "these chunks run eagerly", RuntimeWarning, stacklevel=4)
+        else:
+            chunk.graph = graph
+        finally:
+            sim.time_step, sim._unclipped = time_step, unclipped
+            sim.generator.set_state(rng)
+            for p, s in self.statics.items():  # the state as the eager chunk left it
+                _put(sim, p, s)

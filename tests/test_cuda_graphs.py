@@ -270,3 +270,49 @@ def test_weights_set_outside_the_bounds_are_clipped_as_by_plain_steps(device):
         torch.testing.assert_close(chunked[0], plain[0], rtol=0, atol=0)
         if plain[1] is not None:
             torch.testing.assert_close(chunked[1], plain[1], rtol=0, atol=0)
+
+
+def test_a_failed_capture_leaves_the_simulator_as_it_was_and_runs_eagerly(monkeypatch):
+    """A capture that fails halfway (here: the first step raises, as a CUDA error during capture would)
+    puts the step counter, the generator and the state back, warns, and the chunks run eagerly."""
+    import contextlib
+
+    import neuro.cuda_graphs as cg
+
+    net, inputs, _ = _stdp_poisson()
+    plain = Simulator(net, replicas=3, dtype=torch.float64, seed=1)
+    sim = Simulator(net, replicas=3, dtype=torch.float64, seed=1, graph_steps=8)
+
+    class FakeGraph:
+        def register_generator_state(self, generator):
+            pass
+
+    capturing = []
+    advance = sim._advance
+
+    def failing_advance(*args):
+        if capturing:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+        return advance(*args)
+
+    @contextlib.contextmanager
+    def fake_capture(graph):
+        capturing.append(True)
+        try:
+            yield
+        finally:
+            capturing.clear()
+
+    monkeypatch.setattr(cg.torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(cg.torch.cuda, "graph", fake_capture)
+    monkeypatch.setattr(sim, "_advance", failing_advance)
+    sim._graphs.capture = True
+    monkeypatch.setattr(sim._graphs, "_eager", sim._graphs._steps)  # no CUDA streams on the CPU
+    with pytest.warns(RuntimeWarning, match="capturing 8 steps as a CUDA graph failed .*not permitted"):
+        got = sim.run(40, inputs, monitors=["out.count", "ff.w"], every=4)
+    want = plain.run(40, inputs, monitors=["out.count", "ff.w"], every=4)
+    for m in want.data:
+        torch.testing.assert_close(got[m], want[m], rtol=0, atol=0)
+    assert sim.time_step == plain.time_step == 40
+    chunk = next(iter(sim._graphs.chunks.values()))
+    assert chunk.graph is None and "not permitted" in chunk.failed and chunk.runs == 5
