@@ -111,6 +111,16 @@ def test_w1_stdp_benchmark_quick(tmp_path, capsys):
     assert "time / neuro's best" in capsys.readouterr().out
 
 
+def test_w1_graph_rows_run_the_same_simulation(tmp_path):
+    """The CUDA-graph row's chunked loop (on the CPU: eager chunks) simulates what the dense row does."""
+    assert _load("w1_stdp").main(["--quick", "--rows", "dense,graphs", "--graph-steps", "20",
+                                  "--out", str(tmp_path)]) == 0
+    rows = {r["simulator"]: r for r in json.loads((tmp_path / "w1.json").read_text())["rows"]}
+    assert rows["neuro CUDA graphs"]["spikes"] == rows["neuro dense"]["spikes"] > 100
+    with pytest.raises(SystemExit, match="unknown row 'nope'"):
+        _load("w1_stdp").main(["--quick", "--rows", "nope", "--out", str(tmp_path)])
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # brian2 2.9 on pyparsing 3.3
 def test_w2_ei_network_benchmark_quick(tmp_path, capsys):
     assert _load("w2_ei_network").main(["--quick", "--out", str(tmp_path)]) == 0
