@@ -11,7 +11,8 @@ doubled against the example's 10 ms inhibitory synapses to keep its charge.
 Both simulators run the same model on the same connectivity (the masks are handed to Brian2 as
 ``connect(i=..., j=...)``) from the same membrane potentials, and report their spike counts so the
 workloads can be compared. neuro runs its dense engine and its event-driven one (``Simulator(...,
-event_driven=...)``); Brian2 runs as generated C++ (``cpp_standalone``, timed without its compilation,
+event_driven=...)``) and as its generated C++ loop (``Simulator(..., native=True)``, timed without its
+compilation, reported on its own); Brian2 runs as generated C++ (``cpp_standalone``, timed without its compilation,
 which is reported on its own) and, with ``--brian-numpy``, on its numpy runtime.
 
     python benchmarks/w2_ei_network.py            # the full workload (~3 min on 2 cores, Brian2 compiles ~30 s)
@@ -22,19 +23,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speedlib import (brian2_lif, brian2_select, brian2_stdp, brian2_timed_run, device_line, ratio,  # noqa: E402
                       save_json, table, timed, versions)
 
 from neuro import LIF, Network, Simulator, random_mask  # noqa: E402
+from neuro.native import compiler  # noqa: E402
 from neuro.standard_rules import stdp  # noqa: E402
 
 
@@ -95,24 +97,26 @@ def build(cfg: W2Config) -> Network:
     return net
 
 
-def run_neuro(cfg: W2Config, event_driven, device: str = "cpu", progress: bool = True) -> Dict[str, object]:
+#: neuro's ways to run W2: Simulator arguments by mode.
+MODES = {"event": dict(event_driven=True), "dense": dict(event_driven=False), "native": dict(native=True)}
+
+
+def run_neuro(cfg: W2Config, mode: str, device: str = "cpu", progress: bool = True) -> Dict[str, object]:
+    """``mode``: ``"event"`` (event-driven torch steps), ``"dense"`` or ``"native"`` (the generated C++ loop,
+    compiled before the clock starts: ``compile_seconds``)."""
     net = build(cfg)
-    sim = Simulator(net, device=device, event_driven=event_driven)
+    start = time.perf_counter()
+    sim = Simulator(net, device=device, **MODES[mode])
+    compile_seconds = time.perf_counter() - start if mode == "native" else None
     v0 = torch.as_tensor(initial_v(cfg), dtype=sim.dtype, device=sim.device)
     sim.state["E"]["v"] = v0[None, : cfg.n_exc].clone()
     sim.state["I"]["v"] = v0[None, cfg.n_exc:].clone()
-    count = torch.zeros((), device=sim.device)
-
-    def go() -> None:
-        nonlocal count
-        for _ in tqdm(range(cfg.steps), disable=not progress, desc=f"neuro event_driven={event_driven}",
-                      unit="step", mininterval=2.0, leave=False):
-            z = sim.step()
-            count = count + z["E"].sum() + z["I"].sum()
-
-    seconds = timed(go, device)
+    rec = {}
+    seconds = timed(lambda: rec.update(sim.run(cfg.steps, monitors=["E.count", "I.count"], every=cfg.steps,
+                                               progress=progress).data), device)
     w = sim.weights("EE")[torch.as_tensor(net.projections["EE"].mask, device=sim.device)]
-    return {"seconds": seconds, "spikes": int(count.item()), "mean_w_ee": float(w.mean())}
+    return {"seconds": seconds, "spikes": int((rec["E.count"].sum() + rec["I.count"].sum()).item()),
+            "mean_w_ee": float(w.mean()), "compile_seconds": compile_seconds}
 
 
 def run_brian2(cfg: W2Config, target: str, threads: int) -> Dict[str, object]:
@@ -143,10 +147,10 @@ def sweep(cfg: W2Config, dense_duration: float) -> List[Dict[str, object]]:
     The dense engine runs ``dense_duration`` seconds of network time per level."""
     rows = []
     for v_leak in (1.02, 1.1, 1.3, 1.6):
-        for mode in (True, False):
-            c = replace(cfg, v_leak=v_leak, duration=cfg.duration if mode else min(cfg.duration, dense_duration))
+        for mode in ("event", "dense", "native"):
+            c = replace(cfg, v_leak=v_leak, duration=cfg.duration if mode != "dense" else min(cfg.duration, dense_duration))
             r = run_neuro(c, mode, progress=False)
-            rows.append({"v_leak": v_leak, "mode": "event" if mode else "dense", "spikes": r["spikes"],
+            rows.append({"v_leak": v_leak, "mode": mode, "spikes": r["spikes"],
                          "spikes_per_step": r["spikes"] / c.steps, "seconds": r["seconds"],
                          "us_per_step": 1e6 * r["seconds"] / c.steps})
     return rows
@@ -169,7 +173,7 @@ def plot_sweep(rows: List[Dict[str, object]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for mode, marker in (("event", "o"), ("dense", "s")):
+    for mode, marker in (("event", "o"), ("dense", "s"), ("native", "^")):
         pts = sorted((r["spikes_per_step"], r["us_per_step"]) for r in rows if r["mode"] == mode)
         ax.plot(*zip(*pts), marker=marker, label=f"neuro, {mode}")
     ax.set_xlabel("spikes per step (whole network)")
@@ -197,9 +201,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = W2Config(n_exc=400, n_inh=100, p=0.05, duration=0.05) if args.quick else W2Config()
     rows: List[Dict[str, object]] = []
     dense_cfg = replace(cfg, duration=min(cfg.duration, args.dense_duration))
-    for mode, c in ((True, cfg), (False, dense_cfg)):
+    modes = [("event", cfg), ("dense", dense_cfg)] + ([("native", cfg)] if args.device == "cpu" and compiler() else [])
+    labels = {"event": "event-driven", "dense": "dense", "native": "native C++ loop"}
+    for mode, c in modes:
         r = run_neuro(c, mode, args.device)
-        rows.append({"simulator": f"neuro, {'event-driven' if mode else 'dense'} ({args.device})",
+        rows.append({"simulator": f"neuro, {labels[mode]} ({args.device})",
                      "simulated_s": c.duration, "us_per_step": 1e6 * r["seconds"] / c.steps, **r})
     targets = ["numpy"] if args.quick else ["cpp_standalone"] + (["numpy"] if args.brian_numpy else [])
     for target in targets:
@@ -218,9 +224,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.sweep:
         payload["sweep"] = sweep(cfg, args.dense_duration)
         payload["sweep_fit_event"] = linear_fit(payload["sweep"], "event")
+        payload["sweep_fit_native"] = linear_fit(payload["sweep"], "native")
         print(table(payload["sweep"], ["v_leak", "mode", "spikes", "spikes_per_step", "seconds", "us_per_step"]))
         print(f"event-driven: us/step = {payload['sweep_fit_event']['us_per_step_at_no_spikes']:.4g} + "
               f"{payload['sweep_fit_event']['us_per_spike']:.4g} x spikes/step (R^2 = {payload['sweep_fit_event']['r2']:.3f})")
+        fit = payload["sweep_fit_native"]
+        print(f"native: us/step = {fit['us_per_step_at_no_spikes']:.4g} + {fit['us_per_spike']:.4g} x spikes/step "
+              f"(R^2 = {fit['r2']:.3f})")
         plot_sweep(payload["sweep"], Path(args.out) / "w2_sweep.png")
     save_json(Path(args.out) / "w2.json", payload)
     return 0

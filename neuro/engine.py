@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from neuro.graph import InputPopulation, Network, Population, Projection
 from neuro.cuda_graphs import StepGraphs
+from neuro.native import NativeLoop
 from neuro.plasticity import TRACE_INDEX, CompiledRule, SynapseLists, initial_plastic_state
 
 TensorLike = Union[torch.Tensor, np.ndarray, float]
@@ -120,13 +121,18 @@ class Recorder:
             z = self.read(f"{count_monitor(m)}.spikes")
             self.counts[m] = z.clone() if acc is None else acc.add_(z)
         if self.monitors and (k + 1) % self.every == 0:
-            for m in self.monitors:
-                if m in self.counts:
-                    self.values[m].append(self.counts[m])
-                    self.counts[m] = None
-                else:
-                    self.values[m].append(self.read(m).clone())
-                self.steps[m].append(self.clock())
+            self.record()
+
+    def record(self, counts: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+        """Record every monitor now; ``counts``: spike counts since the last record by population, where
+        they were summed elsewhere (the native loop), instead of those summed by :meth:`after_step`."""
+        for m in self.monitors:
+            if m in self.counts:
+                self.values[m].append(self.counts[m] if counts is None else counts[count_monitor(m)])
+                self.counts[m] = None
+            else:
+                self.values[m].append(self.read(m).clone())
+            self.steps[m].append(self.clock())
 
     def extend(self, monitor: str, values: torch.Tensor, steps: Sequence[int]) -> None:
         """Records made elsewhere (a replayed CUDA graph): ``values`` ``(K, ...)`` taken at ``steps``."""
@@ -196,6 +202,10 @@ class Simulator:
             ``compile`` (the captured kernels are then the fused ones). Dense steps only (like
             ``compile``). On the CPU the chunks run eagerly, with the same results and no gain: a check
             of the chunked loop where no GPU is present. 0 (default): no graphs.
+        native: CPU only: ``run`` runs its steps in a C++ loop generated from the network and its rules
+            and compiled once (``neuro.native``; needs a C++ compiler): event-driven, no Python per step,
+            the same results as the torch engine to rounding. Rules with operations across neurons
+            (softmax, winner, sum_pre) are refused. Single ``step`` calls still run the torch engine.
     """
 
     #: Largest fraction of spiking neurons for which ``"auto"`` goes event-driven (W1 and W3 in
@@ -213,6 +223,7 @@ class Simulator:
         event_driven: Union[bool, str] = "auto",
         compile: Union[bool, str] = False,
         graph_steps: int = 0,
+        native: bool = False,
     ) -> None:
         if int(replicas) != replicas or replicas < 1:
             raise ValueError(f"replicas must be a positive integer, got {replicas!r}")
@@ -233,6 +244,8 @@ class Simulator:
             raise ValueError(f"compile={compile!r} makes a CUDA graph of each step, whose outputs (the state the next "
                              "step reads) the next replay overwrites: use graph_steps=K (CUDA graphs of K steps, the "
                              "state in place) with compile=True or 'max-autotune-no-cudagraphs'")
+        if native and (compile or graph_steps):
+            raise ValueError("native=True runs its own compiled loop: it cannot be combined with compile or graph_steps")
         if graph_steps and event_driven is True:
             raise ValueError("graph_steps=... replays dense steps: event_driven=True cannot run in CUDA graphs "
                              "(use 'auto' or False)")
@@ -275,6 +288,7 @@ class Simulator:
         self._tied = [p for p in network.projections.values() if p.tie is not None]
         self._graphs = StepGraphs(self) if graph_steps else None
         self.reset()
+        self._native = NativeLoop(self) if native else None
 
     # --- set-up ------------------------------------------------------------------------------------
     def _init_projection(self, proj: Projection) -> None:
@@ -511,6 +525,11 @@ class Simulator:
             tf = {**tf_held, **{name: v[k] for name, v in tf_seq.items()}}
             self.step(step_inputs, tf, step_in_presentation=k)
 
+        if self._native is not None:
+            check_steps(steps)
+            recorder = Recorder(list(monitors), self._read, lambda: self.time_step, every)
+            self._native.run(steps, per_step, held, tf_seq, tf_held, recorder, progress)
+            return recorder.result()
         if self._graphs is not None:
             check_steps(steps)
             recorder = Recorder(list(monitors), self._read, lambda: self.time_step, every)

@@ -130,6 +130,9 @@ def test_w2_ei_network_benchmark_quick(tmp_path, capsys):
     # Brian2 runs the same network (float64 against float32): the same activity.
     assert abs(brian["spikes"] - event["spikes"]) <= 0.05 * event["spikes"]
     assert brian["time / neuro event-driven"] > 0
+    if "neuro, native C++ loop (cpu)" in rows:  # needs a C++ compiler
+        native = rows["neuro, native C++ loop (cpu)"]
+        assert native["spikes"] == event["spikes"] and native["compile_seconds"] >= 0
     assert "STDP on E synapses" in capsys.readouterr().out
 
 
@@ -141,6 +144,8 @@ def test_w2_sweep_plots_cost_against_spikes(tmp_path):
     assert len(events) == 4 and events[0][0] < events[-1][0]  # the resting potential sets the activity
     fit = module.linear_fit(rows, "event")
     assert set(fit) == {"us_per_spike", "us_per_step_at_no_spikes", "r2"}
+    native = sorted((r["spikes"], r["seconds"]) for r in rows if r["mode"] == "native")
+    assert [n for n, _ in native] == [n for n, _ in events]  # the same simulation, level by level
     module.plot_sweep(rows, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 5000
 

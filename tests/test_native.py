@@ -1,0 +1,123 @@
+"""``Simulator(native=True)``: the generated C++ loop simulates what the torch engine does.
+
+Every kind of network the loop runs (encoders with and without randomness, LIF with every feature,
+IAF, ties, gated projections, masks, per-replica weights, driven traces and third factors, epochs and
+``u`` periods, tags and delays, clipping after ``set_weights``) against the torch engine in float64:
+the same spikes, and weights, traces and neuron state equal to rounding (sums may add in another
+order). Rules with operations across neurons are refused by name.
+"""
+import numpy as np
+import pytest
+import torch
+
+from neuro import LIF, LearningRule, Network, Simulator, Trace, softmax, sum_pre, w, x0, x1, y0, y1
+from neuro.native import NativeError, compiler
+from networks import softhebb
+from networks.softhebb import SoftHebbConfig, SpikingConfig
+
+from test_cuda_graphs import (_monitors, _spiking_pc, _stdp_poisson, _tag_delay_masked_per_replica, _third_factor,
+                              _window)
+
+pytestmark = pytest.mark.skipif(compiler() is None, reason="needs a C++ compiler")
+
+
+def _lif_features_iaf():
+    """Gates, bounds, subtractive reset, a membrane floor, adaptive thresholds, IAF, a tie, t_epoch 3."""
+    rule = LearningRule(dw=0.03 * y0 * x1 - 0.02 * x0 * y1, traces={"x1": Trace(0.5, 15e-3), "y1": Trace(1.0, 10e-3)},
+                        t_epoch=3, w_min=-1.0, w_max=1.0)
+    net = Network(dt=1e-3)
+    net.input("inp", 12)
+    net.population("a", 8, LIF(tau_mem=10e-3, v_th=0.4, i_min=-1.0, i_max=1.0, gate_min=-0.5, gate_max=0.8,
+                               subtract_reset=True, v_min=-0.5, theta_plus=0.05, tau_theta=40e-3))
+    from neuro import IAF
+    net.population("b", 5, IAF(v_th=0.6))
+    rng = np.random.default_rng(11)
+    net.connect("inp", "a", rng.uniform(-0.2, 0.6, (8, 12)), rule=rule, name="ff")
+    net.connect("a", "b", rng.uniform(0, 0.4, (5, 8)), name="ab")
+    net.connect("b", "a", rng.uniform(-0.3, 0.3, (8, 5)), name="ba", gated=True)
+    net.population("c", 12, LIF(tau_mem=20e-3, v_th=0.3))
+    net.tied("a", "c", "ff", transpose=True, scale=-0.5, name="back")
+    net.tied("inp", "a", "ff", transpose=False, scale=0.3, name="side")
+    spikes = (torch.rand(64, 3, 12, generator=torch.Generator().manual_seed(12)) < 0.3).double()
+    return net, {"inp": spikes}, {}
+
+
+def _softhebb_spiking_plain():
+    net = softhebb.build_spiking(16, SoftHebbConfig(n_neurons=12, seed=1), SpikingConfig())
+    return net, {"pixels": torch.rand(3, 16, generator=torch.Generator().manual_seed(10))}, {}
+
+
+NETWORKS = {f.__name__[1:]: f for f in (_stdp_poisson, _tag_delay_masked_per_replica, _third_factor, _spiking_pc,
+                                         _lif_features_iaf, _softhebb_spiking_plain)}
+
+
+def _simulate(net, inputs, factors, native, every=2, dtype=torch.float64):
+    sim = Simulator(net, replicas=3, dtype=dtype, seed=1, native=native)
+    recs = []
+    for n in (64, 37):
+        recs.append(sim.run(n, _window(inputs, 0, n), _window(factors, 0, n), monitors=_monitors(net), every=every))
+    sim.set_weights(_monitors(net)[-1][:-2], sim.weights(_monitors(net)[-1][:-2]) * 3.0)  # some above w_max
+    recs.append(sim.run(16, _window(inputs, 0, 16), _window(factors, 0, 16), monitors=_monitors(net), every=16))
+    return recs, sim
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_native_loop_matches_the_torch_engine(name):
+    net, inputs, factors = NETWORKS[name]()
+    (plain, sim_p), (native, sim_n) = _simulate(net, inputs, factors, False), _simulate(net, inputs, factors, True)
+    plastic = _monitors(net)[-1]
+    assert not torch.equal(plain[0][plastic][0], plain[0][plastic][-1])  # it learns
+    for a, b in zip(plain, native):
+        for m in a.data:
+            assert a.steps[m] == b.steps[m]
+            if m.endswith((".spikes", ".count")):
+                assert torch.equal(a[m], b[m]), m
+            else:
+                torch.testing.assert_close(b[m], a[m], rtol=1e-10, atol=1e-12, msg=m)
+    sa, sb = sim_p.state_dict(), sim_n.state_dict()
+    for k in sa:
+        if k not in ("rng_state",) and not k.startswith("buffers/"):
+            np.testing.assert_allclose(sb[k], sa[k], rtol=1e-10, atol=1e-12, err_msg=k)
+    assert sim_p.time_step == sim_n.time_step == 117
+
+
+def test_native_float32_and_learning_off():
+    net, inputs, _ = _stdp_poisson()
+    runs = []
+    for native in (False, True):
+        sim = Simulator(net, replicas=3, seed=1, native=native)
+        rec = sim.run(50, inputs, monitors=["out.count"], every=50)
+        sim.learning = False
+        frozen = sim.weights("ff")
+        rec2 = sim.run(20, inputs, monitors=["out.spikes"])
+        assert torch.equal(sim.weights("ff"), frozen)
+        runs.append((rec["out.count"], rec2["out.spikes"], frozen))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    torch.testing.assert_close(runs[1][2], runs[0][2], rtol=1e-5, atol=1e-6)
+
+
+def test_native_refuses_what_it_cannot_run():
+    rule = LearningRule(dw=0.05 * y0 * x1 * softmax(w, 1.0), traces={"x1": Trace(1.0, 20e-3)})
+    net = Network(dt=1e-3)
+    net.input("inp", 4)
+    net.population("out", 3, LIF())
+    net.connect("inp", "out", np.full((3, 4), 0.1), rule=rule, name="ff")
+    with pytest.raises(NativeError, match="projection 'ff': dw uses softmax"):
+        Simulator(net, native=True)
+    adaptive = softhebb.build_spiking(8, SoftHebbConfig(n_neurons=4), SpikingConfig(), adaptive=True)
+    with pytest.raises(NativeError, match="sum_pre"):
+        Simulator(adaptive, native=True)
+    with pytest.raises(ValueError, match="cannot be combined with compile or graph_steps"):
+        Simulator(_stdp_poisson()[0], native=True, graph_steps=8)
+    with pytest.raises(NativeError, match="float32 or float64"):
+        Simulator(_stdp_poisson()[0], native=True, dtype=torch.bfloat16)
+
+
+def test_native_without_a_compiler_says_so(monkeypatch, tmp_path):
+    import neuro.native as native
+
+    monkeypatch.setattr(native, "compiler", lambda: None)
+    monkeypatch.setattr(native, "_LOADED", {})
+    monkeypatch.setenv("NEURO_NATIVE_CACHE", str(tmp_path))
+    with pytest.raises(NativeError, match="needs a C\\+\\+ compiler"):
+        Simulator(_stdp_poisson()[0], native=True)
