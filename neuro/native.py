@@ -44,6 +44,11 @@ if TYPE_CHECKING:  # the engine imports this module
     from neuro.engine import Recorder, Simulator
 
 
+#: Calls of at least this many steps keep sparse projections' synapses in compact arrays (see
+#: ``NativeLoop._compact``); shorter ones (monitors recorded every few steps) work on the dense tensors.
+COMPACT_STEPS = 8
+
+
 class NativeError(ValueError):
     """The network, its rules or the machine cannot run the native loop; the message says what."""
 
@@ -127,7 +132,8 @@ class NativeLoop:
         may keep values in registers and vectorise."""
         out = []
         for k, (kind, *_) in enumerate(self.slots):
-            ctype = {"tx": "int32_t", "ty": "int32_t", "post_of_pre": "int64_t", "pre_of_post": "int64_t"}.get(kind, "S")
+            ctype = {"tx": "int32_t", "ty": "int32_t", "post_of_pre": "int64_t", "pre_of_post": "int64_t",
+                     "slot_of_post": "int64_t"}.get(kind, "S")
             out.append(f"    {ctype}* __restrict const p{k} = ({ctype}*)P[{k}]; (void)p{k};")
         return out
 
@@ -165,6 +171,8 @@ class NativeLoop:
             return self._tables[rest[0]][0]
         if kind == "pre_of_post":
             return self._tables[rest[0]][1]
+        if kind == "slot_of_post":
+            return self._tables[rest[0]][2]
         if kind == "input":
             return inputs.get(rest[0])
         if kind == "factor":
@@ -174,6 +182,47 @@ class NativeLoop:
         raise AssertionError(kind)
 
     # --- code ------------------------------------------------------------------------------------------
+    def _compact(self, src: _Source) -> None:
+        """Masked projections that no tie reads keep their synapses, for a call with ``compact`` set, in
+        compact pre-major arrays (the existing synapses only, the posts of a pre side by side): gathered
+        from the dense ``(M, N)`` tensors at the start, scattered back at the end. A sparse projection's
+        synapses then fill a few cache lines instead of one line each."""
+        sim = self.sim
+        sources = {q.tie.source for q in self.projs if q.tie is not None}
+        self.compact = [name for name in sim.masks if name not in sources]
+        self.live: Dict[Tuple[str, str], str] = {}
+        for q in self.projs:
+            if q.tie is not None:
+                continue
+            for v in (sim.syn[q.name] if q.name in sim.rules else ("w",)):
+                dense = self.p_w[q.name] if v == "w" else self.p_syn[(q.name, v)]
+                if q.name not in self.compact:
+                    self.live[(q.name, v)] = dense
+                    continue
+                k = self.compact.index(q.name)
+                groups, (m, n) = sim.syn[q.name][v].shape[0], sim.syn[q.name][v].shape[1:]
+                width = self._tables[q.name][0].shape[1]
+                store, live = f"c{k}_{v}", f"L{k}_{v}"
+                self._scratch.append(f"std::vector<S> {store}({groups * n * width});")
+                self._scratch.append(f"S* __restrict const {live} = compact ? {store}.data() : {dense};")
+                post_of_pre = self.p_tab[q.name][0]
+                loop = (f"for (int64_t g = 0; g < {groups}; ++g) for (int64_t j = 0; j < {n}; ++j) "
+                        f"for (int64_t s_ = 0; s_ < {width}; ++s_) {{ const int64_t i = {post_of_pre}[j * {width} + s_]; "
+                        f"if (i < 0) break; ")
+                at_c, at_d = f"{store}[(g * {n} + j) * {width} + s_]", f"{dense}[(g * {m} + i) * {n} + j]"
+                self._prologue.append(f"if (compact) {loop}{at_c} = {at_d}; }}")
+                self._epilogue.append(f"if (compact) {loop}{at_d} = {at_c}; }}")
+                self.live[(q.name, v)] = live
+
+    def _at(self, name: str, g: str, i: str, j: str, k: str) -> str:
+        """Index of synapse ``(i, j)`` (compact slot ``k``) of group ``g`` in projection ``name``'s live arrays."""
+        m, n = self.sim.syn[name]["w"].shape[1:]
+        dense = f"(({g}) * {m} + ({i})) * {n} + ({j})"
+        if name not in self.compact:
+            return dense
+        size = self.sim.masks[name].shape[1] * self._tables[name][0].shape[1]
+        return f"(compact ? ({g}) * {size} + ({k}) : {dense})"
+
     def _generate(self) -> str:
         sim, net = self.sim, self.sim.network
         R = sim.replicas
@@ -181,6 +230,8 @@ class NativeLoop:
         src.depth += 1
         self._macros: List[str] = []
         self._functions: List[str] = []
+        self._prologue: List[str] = []
+        self._epilogue: List[str] = []
         self._scratch: List[str] = []
         self._tables: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}
         size = {p.name: p.n for p in self.pops}
@@ -197,9 +248,13 @@ class NativeLoop:
         self.p_count = {p.name: self._slot("count", p.name) for p in self.pops}
         self.p_buf = {q.name: self._slot("buffer", q.name) for q in self.projs}
         self.p_w = {q.name: self._slot("syn", q.name, "w") for q in self.projs if q.tie is None}
+        self.p_syn = {(name, v): (self.p_w[name] if v == "w" else self._slot("syn", name, v))
+                      for name in sim.rules for v in sim.syn[name]}
         for name, mask in sim.masks.items():
             self._tables[name] = _tables(mask)
-        self.p_tab = {name: (self._slot("post_of_pre", name), self._slot("pre_of_post", name)) for name in sim.masks}
+        self.p_tab = {name: (self._slot("post_of_pre", name), self._slot("pre_of_post", name),
+                             self._slot("slot_of_post", name)) for name in sim.masks}
+        self._compact(src)
         self.p_factor = {}
         for name, rule in sim.rules.items():
             post = net.projections[name].post
@@ -225,11 +280,12 @@ class NativeLoop:
             "static inline S signv(S x) { return (S)((x > 0) - (x < 0)); }",
             *self._macros,
             *self._functions,
-            'extern "C" void run(void** P, int64_t steps, int64_t ts0, int64_t learning, const int64_t* clamp_all) {',
+            'extern "C" void run(void** P, int64_t steps, int64_t ts0, int64_t learning, const int64_t* clamp_all,'
+            ' int64_t compact) {',
             *self._declarations(),
-            *("    " + line for line in self._scratch),
+            *("    " + line for line in self._scratch + self._prologue),
         ]
-        return "\n".join(head + src.lines + ["}"]) + "\n"
+        return "\n".join(head + src.lines + ["    " + line for line in self._epilogue] + ["}"]) + "\n"
 
     def _neurons(self, src: _Source, size: Dict[str, int]) -> None:
         sim, net, R = self.sim, self.sim.network, self.sim.replicas
@@ -320,12 +376,12 @@ class NativeLoop:
         with src.block(f"if ({cnt})"):
             src(f"for (int64_t q = 0; q < R * {n}; ++q) {cnt}[q] += {spk}[q];")
 
-    def _weight(self, q, rw: str, i: str, j: str) -> str:
-        """C++ for the weight of projection ``q`` from pre ``j`` to post ``i`` in weight group ``rw``."""
+    def _weight(self, q, rw: str, i: str, j: str, k: str = "0") -> str:
+        """C++ for the weight of projection ``q`` from pre ``j`` to post ``i`` (compact slot ``k``) in weight
+        group ``rw``."""
         net = self.sim.network
         if q.tie is None:
-            m, n = net.populations[q.post].n, net.populations[q.pre].n
-            return f"{self.p_w[q.name]}[({rw} * {m} + {i}) * {n} + {j}]"
+            return f"{self.live[(q.name, 'w')]}[{self._at(q.name, rw, i, j, k)}]"
         source = net.projections[q.tie.source]
         m, n = net.populations[source.post].n, net.populations[source.pre].n
         si, sj = (j, i) if q.tie.transpose else (i, j)
@@ -352,7 +408,7 @@ class NativeLoop:
                     with src.block(f"for (int64_t k = 0; k < {width}; ++k)"):
                         src(f"const int64_t i = {post_of_pre}[j * {width} + k];")
                         src("if (i < 0) break;")
-                        src(f"{buf}[r * {m} + i] += {self._weight(q, rw, 'i', 'j')};")
+                        src(f"{buf}[r * {m} + i] += {self._weight(q, rw, 'i', 'j', f'j * {width} + k')};")
                 else:
                     src(f"for (int64_t i = 0; i < {m}; ++i) {buf}[r * {m} + i] += {self._weight(q, rw, 'i', 'j')};")
 
@@ -366,7 +422,7 @@ class NativeLoop:
         x, y = self._slot("x", name), self._slot("y", name)
         tx, ty = self._slot("tx", name), self._slot("ty", name)
         pre, post = self.p_spk[q.pre], self.p_spk[q.post]
-        syn = {v: self._slot("syn", name, v) for v in sim.syn[name]}
+        syn = {v: self.live[(name, v)] for v in sim.syn[name]}
         params = {p: self._slot("param", name, p) for p in sim.params[name]}
         ctx = _Rule(self, name, rule, m, n, x, y, tx, ty, syn, params)
         src(f"// learning on {name!r}: record this step's spikes")
@@ -433,13 +489,17 @@ class NativeLoop:
                     v = tf_seq[post][k:k + size]
                 elif post in tf_held:
                     v = torch.as_tensor(tf_held[post], dtype=sim.dtype)[None]
+                elif sim.learning:
+                    raise ValueError(f"a rule on population {post!r} has a trace driven by 'third_factor': give "
+                                     f"third_factors={{{post!r}: ...}} to run")
                 else:
                     continue
                 factors[post] = v.to(sim.dtype).expand(size, sim.replicas, net.populations[post].n).contiguous()
             counts = {p: torch.zeros_like(sim.spikes[p]) for p in counted}
             ptrs, keep = self._pointers(inputs, factors, counts)
             clamp = (ctypes.c_int64 * max(len(sim.rules), 1))(*[int(r in sim._unclipped) for r in sim.rules])
-            self._fn(ptrs, size, sim.time_step, int(sim.learning), clamp)
+            # compact synapse arrays pay for their gathering and scattering over a few steps
+            self._fn(ptrs, size, sim.time_step, int(sim.learning), clamp, int(size >= COMPACT_STEPS))
             del keep
             if sim.learning:
                 sim._unclipped -= {r for r, rule in sim.rules.items()
@@ -594,16 +654,16 @@ class _Rule:
                 src(f"for (int64_t r = 0; r < R; ++r) for (int64_t k = 0; k < {width}; ++k) "
                     f"if ({times}[r * {width} + k] > 0) {add}")
         visit = self._visit_code(index)
-        post_of_pre, pre_of_post = self.loop.p_tab.get(self.name, (None, None))
+        post_of_pre, pre_of_post, slot_of_post = self.loop.p_tab.get(self.name, (None, None, None))
         tables = self.loop._tables.get(self.name)
         with src.block("if (all_syn)"):
             with src.block(f"for (int64_t i = 0; i < {m}; ++i)"):
-                self._row(src, visit, masked, pre_of_post, tables)
+                self._row(src, visit, masked, pre_of_post, slot_of_post, tables)
         with src.block("else"):
             if "y0" in deps:
                 with src.block(f"for (int64_t e = 0; e < n_rows_{index}; ++e)"):
                     src(f"const int64_t i = rows_{index}[e];")
-                    self._row(src, visit, masked, pre_of_post, tables)
+                    self._row(src, visit, masked, pre_of_post, slot_of_post, tables)
             if "x0" in deps:
                 with src.block(f"for (int64_t e = 0; e < n_cols_{index}; ++e)"):
                     src(f"const int64_t j = cols_{index}[e];")
@@ -615,11 +675,13 @@ class _Rule:
                             src("if (i < 0) break;")
                             if skip:
                                 src(skip)
+                            src(f"const int64_t k = j * {width} + kk; (void)k;")
                             src(visit)
                     else:
                         with src.block(f"for (int64_t i = 0; i < {m}; ++i)"):
                             if skip:
                                 src(skip)
+                            src("const int64_t k = 0; (void)k;")
                             src(visit)
         src(f"for (int64_t e = 0; e < n_rows_{index}; ++e) row_{index}[rows_{index}[e]] = 0;")
         src(f"for (int64_t e = 0; e < n_cols_{index}; ++e) col_{index}[cols_{index}[e]] = 0;")
@@ -629,25 +691,30 @@ class _Rule:
             lo, hi = rule.w_min, rule.w_max
             w = self.syn["w"]
             groups = self.loop._groups(self.q)
-            src(f"for (int64_t q = 0; q < {groups} * {m} * {n}; ++q) {w}[q] = clampv({w}[q], {_lit(lo)}, {_lit(hi)});")
+            size = f"{groups * m * n}"
+            if self.name in self.loop.compact:  # the live arrays: compact (padding holds zeros) or dense
+                size = f"(compact ? {groups * n * self.loop._tables[self.name][0].shape[1]} : {groups * m * n})"
+            src(f"for (int64_t q = 0; q < {size}; ++q) {w}[q] = clampv({w}[q], {_lit(lo)}, {_lit(hi)});")
             if "dd" in terms:
                 d = self.syn["d"]
-                src(f"for (int64_t q = 0; q < {groups} * {m} * {n}; ++q) {d}[q] = {d}[q] < 0 ? S(0) : {d}[q];")
+                src(f"for (int64_t q = 0; q < {size}; ++q) {d}[q] = {d}[q] < 0 ? S(0) : {d}[q];")
         self._emit_visit_function(index)
 
-    def _row(self, src, visit, masked, pre_of_post, tables) -> None:
+    def _row(self, src, visit, masked, pre_of_post, slot_of_post, tables) -> None:
         if masked:
             width = tables[1].shape[1]
             with src.block(f"for (int64_t kk = 0; kk < {width}; ++kk)"):
                 src(f"const int64_t j = {pre_of_post}[i * {width} + kk];")
                 src("if (j < 0) break;")
+                src(f"const int64_t k = {slot_of_post}[i * {width} + kk]; (void)k;")
                 src(visit)
         else:
             with src.block(f"for (int64_t j = 0; j < {self.n}; ++j)"):
+                src("const int64_t k = 0; (void)k;")
                 src(visit)
 
     def _visit_code(self, index: int) -> str:
-        return f"VISIT_{index}(i, j);"
+        return f"VISIT_{index}(i, j, k);"
 
     def _emit_visit_function(self, index: int) -> None:
         """The body that updates synapse ``(i, j)``: a macro placed before the function."""
@@ -656,7 +723,7 @@ class _Rule:
         lines = []
         groups = "1" if self.shared else "R"
         lines.append(f"for (int64_t g = 0; g < {groups}; ++g) {{")
-        lines.append(f"  const int64_t syn_at = (g * {m} + i) * {n} + j;")
+        lines.append(f"  const int64_t syn_at = {self.loop._at(self.name, 'g', 'i', 'j', 'k')};")
         for v in ("w", "t", "d"):
             if v in self.syn:
                 lines.append(f"  const S old_{v} = {self.syn[v]}[syn_at];")
@@ -679,7 +746,7 @@ class _Rule:
         if "dd" in terms:
             lines.append(f"  if ({self.syn['d']}[syn_at] < 0) {self.syn['d']}[syn_at] = S(0);")
         lines.append("}")
-        self.loop._macros.append(f"#define VISIT_{index}(i, j) do {{ \\\n" + " \\\n".join(lines) + " \\\n} while (0)")
+        self.loop._macros.append(f"#define VISIT_{index}(i, j, k) do {{ \\\n" + " \\\n".join(lines) + " \\\n} while (0)")
 
     def clear_times(self, src: _Source, pre_list: Tuple[str, str], post_list: Tuple[str, str]) -> None:
         """One-step epochs: the spike times back to 0, only those of the neurons that spiked were set."""
@@ -767,12 +834,23 @@ def _own(d: Dict[str, torch.Tensor], key: str, dtype: torch.dtype) -> torch.Tens
     return t
 
 
-def _tables(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Padded synapse lists of a mask ``(M, N)``: posts of each pre ``(N, width)`` and pres of each post."""
+def _tables(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Padded synapse lists of a mask ``(M, N)``: posts of each pre ``(N, Wp)`` (ascending, -1 after the
+    last), pres of each post ``(M, Wq)``, and for each of the latter its place ``j * Wp + s`` in the first
+    (the compact, pre-major layout of the synapses)."""
     from neuro.plasticity import _padded
 
     mask = torch.as_tensor(mask, device="cpu").bool()
-    return _padded(mask.T.contiguous()).contiguous(), _padded(mask).contiguous()
+    post_of_pre, pre_of_post = _padded(mask.T.contiguous()).contiguous(), _padded(mask).contiguous()
+    width = post_of_pre.shape[1]
+    slot = torch.full((mask.shape[0], mask.shape[1]), -1, dtype=torch.long)
+    j, s_ = (post_of_pre >= 0).nonzero(as_tuple=True)
+    slot[post_of_pre[j, s_], j] = j * width + s_
+    valid = pre_of_post >= 0
+    slot_of_post = torch.full_like(pre_of_post, -1)
+    rows = torch.arange(mask.shape[0])[:, None].expand_as(pre_of_post)
+    slot_of_post[valid] = slot[rows[valid], pre_of_post[valid]]
+    return post_of_pre, pre_of_post, slot_of_post.contiguous()
 
 
 _LOADED: Dict[str, Callable] = {}
@@ -787,7 +865,11 @@ def _load(source: str) -> Callable:
     if cxx is None:
         raise NativeError("native=True needs a C++ compiler (c++ or g++ on the PATH, or $CXX); none found")
     cache = Path(os.environ.get("NEURO_NATIVE_CACHE", Path.home() / ".cache" / "neuro" / "native"))
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: a private folder under the temporary directory
+        cache = Path(tempfile.gettempdir()) / f"neuro-native-{os.getuid()}"
+        cache.mkdir(mode=0o700, exist_ok=True)
     lib = cache / f"loop_{digest}.so"
     if not lib.exists():
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
@@ -802,6 +884,6 @@ def _load(source: str) -> Callable:
     fn = ctypes.CDLL(str(lib)).run
     fn.restype = None
     fn.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                   ctypes.POINTER(ctypes.c_int64)]
+                   ctypes.POINTER(ctypes.c_int64), ctypes.c_int64]
     _LOADED[digest] = fn
     return fn

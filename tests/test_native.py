@@ -61,10 +61,12 @@ def _simulate(net, inputs, factors, native, every=2, dtype=torch.float64):
     return recs, sim
 
 
+@pytest.mark.parametrize("every", [2, 16])  # calls of 2 steps work on the dense tensors, of 16 on compact synapses
 @pytest.mark.parametrize("name", sorted(NETWORKS))
-def test_native_loop_matches_the_torch_engine(name):
+def test_native_loop_matches_the_torch_engine(name, every):
     net, inputs, factors = NETWORKS[name]()
-    (plain, sim_p), (native, sim_n) = _simulate(net, inputs, factors, False), _simulate(net, inputs, factors, True)
+    (plain, sim_p), (native, sim_n) = (_simulate(net, inputs, factors, False, every),
+                                       _simulate(net, inputs, factors, True, every))
     plastic = _monitors(net)[-1]
     assert not torch.equal(plain[0][plastic][0], plain[0][plastic][-1])  # it learns
     for a, b in zip(plain, native):
@@ -111,6 +113,14 @@ def test_native_refuses_what_it_cannot_run():
         Simulator(_stdp_poisson()[0], native=True, graph_steps=8)
     with pytest.raises(NativeError, match="float32 or float64"):
         Simulator(_stdp_poisson()[0], native=True, dtype=torch.bfloat16)
+
+
+def test_native_needs_the_third_factor_its_rule_reads():
+    net, inputs, factors = _third_factor()
+    sim = Simulator(net, replicas=3, native=True)
+    with pytest.raises(ValueError, match="driven by 'third_factor'"):
+        sim.run(4, inputs)
+    sim.run(4, inputs, {"out": factors["out"][:4]})
 
 
 def test_native_without_a_compiler_says_so(monkeypatch, tmp_path):
