@@ -4,7 +4,8 @@ Workload: MNIST-5k images (28x28), one layer of 2,000 neurons learning unsupervi
 ``--images`` training images, as in ``softhebb_mnist.py``:
 * SoftHebb, rate (``networks.softhebb.train_rate``): mini-batches of 16;
 * SoftHebb, spiking (``train_spiking``): the Loihi form of the rule, 40 steps per image, 32 images at
-  once (replicas), with the engine dense and event-driven (CPU) or dense and in CUDA graphs (GPU);
+  once (replicas), with the engine dense, event-driven and as the native C++ loop (CPU) or dense and in
+  CUDA graphs (GPU);
 * the peer: the same 784 -> 2,000 layer plus a 10-way head trained end to end by backprop (Adam,
   mini-batches of 64, one epoch) -- the usual way to train that layer; its time includes scoring
   100 test images once. It runs on the CPU (``networks.baselines`` has no device argument).
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speedlib import device_line, ratio, save_json, table, timed, versions  # noqa: E402
 
 from neuro import Simulator  # noqa: E402
+from neuro.native import compiler  # noqa: E402
 from neuro.datasets import load_mnist5k  # noqa: E402
 from networks import softhebb  # noqa: E402
 from networks.baselines import backprop_mlp_accuracy  # noqa: E402
@@ -59,6 +61,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     net = softhebb.build_spiking(n_in, cfg, spk)
     # CPU: event-driven against dense steps; CUDA: dense steps against CUDA graphs of one presentation each.
     modes = {"event-driven": dict(event_driven=True), "dense": dict(event_driven=False)}
+    if args.device == "cpu" and compiler():
+        modes["native C++ loop"] = dict(native=True)
     if args.device != "cpu":
         modes = {"dense": dict(event_driven=False), "CUDA graphs": dict(graph_steps=spk.steps)}
     for mode, kwargs in modes.items():

@@ -29,13 +29,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 from tqdm.auto import tqdm
 
+from neuro.recording import count_monitor
+
 if TYPE_CHECKING:  # the engine imports this module
-    from neuro.engine import Recorder, Simulator
+    from neuro.engine import Simulator
+    from neuro.recording import Recorder
 
 Path = Tuple[str, ...]
 _GROUPS = ("state", "syn", "plastic", "params")  # {owner: {name: tensor}} attributes of a Simulator
@@ -62,10 +65,6 @@ def _put(sim: "Simulator", path: Path, value: torch.Tensor) -> None:
         d = d[key]
     d[path[-1]] = value
 
-
-def _count_population(monitor: str) -> Optional[str]:
-    target, _, var = monitor.partition(".")
-    return target if var == "count" else None
 
 
 @dataclass
@@ -166,8 +165,8 @@ class StepGraphs:
         chunk = self.chunks.get(key)
         if chunk is None:
             like = dict(dtype=sim.dtype, device=sim.device)
-            reads = {m: sim._read(m) for m in recorder.monitors if _count_population(m) is None}
-            pops = {p for p in map(_count_population, recorder.monitors) if p is not None}
+            reads = {m: sim._read(m) for m in recorder.monitors if count_monitor(m) is None}
+            pops = {p for p in map(count_monitor, recorder.monitors) if p is not None}
             n_rec = size // recorder.every
             chunk = _Chunk(
                 steps=size, every=recorder.every,
@@ -179,7 +178,7 @@ class StepGraphs:
                 tf_held={n: torch.empty(v.shape, dtype=v.dtype, device=v.device) for n, v in tf_held.items()},
                 k0=torch.zeros((), dtype=torch.int64, device=sim.device),
                 counts={p: torch.zeros_like(sim.spikes[p]) for p in pops},
-                records={m: torch.empty((n_rec,) + tuple((sim.spikes[_count_population(m)] if m not in reads
+                records={m: torch.empty((n_rec,) + tuple((sim.spikes[count_monitor(m)] if m not in reads
                                                           else reads[m]).shape),
                                         dtype=(like["dtype"] if m not in reads else reads[m].dtype), device=sim.device)
                          for m in recorder.monitors},
@@ -230,7 +229,7 @@ class StepGraphs:
                 if (j + 1) % chunk.every == 0:
                     i = (j + 1) // chunk.every - 1
                     for m, buf in chunk.records.items():
-                        pop = _count_population(m)
+                        pop = count_monitor(m)
                         buf[i].copy_(chunk.counts[pop] if pop is not None else sim._read(m))
                     for acc in chunk.counts.values():
                         acc.zero_()

@@ -39,9 +39,11 @@ from neuro.expr import MIXING_OPS, POST_TRACES, PRE_TRACES, Const, Expr, Op, Par
 from neuro.graph import InputPopulation
 from neuro.neurons import IAF, LIF
 from neuro.plasticity import TRACE_INDEX
+from neuro.recording import count_monitor
 
 if TYPE_CHECKING:  # the engine imports this module
-    from neuro.engine import Recorder, Simulator
+    from neuro.engine import Simulator
+    from neuro.recording import Recorder
 
 
 #: Calls of at least this many steps keep sparse projections' synapses in compact arrays (see
@@ -140,7 +142,7 @@ class NativeLoop:
     def _pointers(self, inputs: Mapping[str, torch.Tensor], factors: Mapping[str, torch.Tensor],
                   counts: Mapping[str, torch.Tensor]) -> Tuple[ctypes.Array, List[torch.Tensor]]:
         """The argument array for the compiled function, and the tensors it points into (kept alive)."""
-        sim, keep = self.sim, []
+        keep = []
         ptrs = (ctypes.c_void_p * len(self.slots))()
         for k, (kind, *rest) in enumerate(self.slots):
             t = self._tensor(kind, rest, inputs, factors, counts)
@@ -288,7 +290,6 @@ class NativeLoop:
         return "\n".join(head + src.lines + ["    " + line for line in self._epilogue] + ["}"]) + "\n"
 
     def _neurons(self, src: _Source, size: Dict[str, int]) -> None:
-        sim, net, R = self.sim, self.sim.network, self.sim.replicas
         for pop in self.pops:
             n = pop.n
             spk = self.p_spk[pop.name]
@@ -395,7 +396,7 @@ class NativeLoop:
     def _propagate(self, src: _Source, size: Dict[str, int]) -> None:
         for q in self.projs:
             m, n = size[q.post], size[q.pre]
-            buf, spk = self.p_buf[q.name], self.p_spk[q.pre]
+            buf = self.p_buf[q.name]
             rw = "0" if self._groups(q) == 1 else "r"
             src(f"// projection {q.name!r}: the columns of the pre neurons that spiked")
             # the buffer was emptied by the neurons that read it (this step's first phase)
@@ -421,7 +422,6 @@ class NativeLoop:
         T = rule.t_epoch
         x, y = self._slot("x", name), self._slot("y", name)
         tx, ty = self._slot("tx", name), self._slot("ty", name)
-        pre, post = self.p_spk[q.pre], self.p_spk[q.post]
         syn = {v: self.live[(name, v)] for v in sim.syn[name]}
         params = {p: self._slot("param", name, p) for p in sim.params[name]}
         ctx = _Rule(self, name, rule, m, n, x, y, tx, ty, syn, params)
@@ -448,7 +448,7 @@ class NativeLoop:
                 signal = self._signal(q.post, driver, m)
                 src(f"for (int64_t k = 0; k < {m}; ++k) {y}[(r * 3 + {TRACE_INDEX[tr]}) * {m} + k] = {signal};")
         with src.block(f"if (ts % {T} == 0)"):
-            src(f"// the epoch's end: every target from the values before it, then the traces roll")
+            src("// the epoch's end: every target from the values before it, then the traces roll")
             src(f"const bool u_on = ((ts / {T}) % {2 ** rule.u_exponent}) == 0;")
             src("(void)u_on;")
             ctx.end_traces(src)
@@ -476,7 +476,7 @@ class NativeLoop:
         if unknown:
             raise KeyError(f"unknown population(s) {sorted(unknown)}; have {sorted(net.populations)}")
         every = recorder.every
-        counted = {p for p in map(_count_population, recorder.monitors) if p is not None}
+        counted = {p for p in map(count_monitor, recorder.monitors) if p is not None}
         bar = tqdm(total=steps, disable=not progress, desc="simulating", unit="step")
         k = 0
         while k < steps:
@@ -546,7 +546,7 @@ class _Rule:
 
     def end_traces(self, src: _Source) -> None:
         """Tables of powers and each trace at the epoch's end (for the roll and ``t_epoch = 1``)."""
-        rule, T = self.rule, self.T
+        T = self.T
         for tr, table in self.powers.items():
             src(f"const S pw_{tr}[{T + 1}] = {{{', '.join(_lit(v) for v in table)}}};")
             src(f"(void)pw_{tr};")
@@ -819,10 +819,6 @@ def _mixing(e: Expr) -> Optional[str]:
                 return found
     return None
 
-
-def _count_population(monitor: str) -> Optional[str]:
-    target, _, var = monitor.partition(".")
-    return target if var == "count" else None
 
 
 def _own(d: Dict[str, torch.Tensor], key: str, dtype: torch.dtype) -> torch.Tensor:

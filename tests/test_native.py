@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuro import LIF, LearningRule, Network, Simulator, Trace, softmax, sum_pre, w, x0, x1, y0, y1
+from neuro import LIF, LearningRule, Network, PoissonEncoder, Simulator, Trace, softmax, w, x0, x1, y0, y1
+from neuro.standard_rules import stdp
 from neuro.native import NativeError, compiler
 from networks import softhebb
 from networks.softhebb import SoftHebbConfig, SpikingConfig
@@ -42,13 +43,27 @@ def _lif_features_iaf():
     return net, {"inp": spikes}, {}
 
 
+def _two_poisson_inputs():
+    """Two Poisson inputs: the loop's encoder draws must come in the engine's order (step by step,
+    population by population) to be the same random numbers."""
+    net = Network(dt=1e-3)
+    net.input("a", 10, PoissonEncoder(max_rate=300.0))
+    net.input("b", 6, PoissonEncoder(max_rate=150.0))
+    net.population("out", 7, LIF(tau_mem=10e-3, v_th=0.4))
+    rng = np.random.default_rng(13)
+    net.connect("a", "out", rng.uniform(0, 0.4, (7, 10)), rule=stdp(a_plus=0.02, a_minus=0.021), name="fa")
+    net.connect("b", "out", rng.uniform(0, 0.4, (7, 6)), name="fb")
+    g = torch.Generator().manual_seed(14)
+    return net, {"a": torch.rand(3, 10, generator=g), "b": torch.rand(6, generator=g)}, {}
+
+
 def _softhebb_spiking_plain():
     net = softhebb.build_spiking(16, SoftHebbConfig(n_neurons=12, seed=1), SpikingConfig())
     return net, {"pixels": torch.rand(3, 16, generator=torch.Generator().manual_seed(10))}, {}
 
 
 NETWORKS = {f.__name__[1:]: f for f in (_stdp_poisson, _tag_delay_masked_per_replica, _third_factor, _spiking_pc,
-                                         _lif_features_iaf, _softhebb_spiking_plain)}
+                                         _lif_features_iaf, _softhebb_spiking_plain, _two_poisson_inputs)}
 
 
 def _simulate(net, inputs, factors, native, every=2, dtype=torch.float64):
