@@ -184,7 +184,7 @@ class NativeLoop:
         raise AssertionError(kind)
 
     # --- code ------------------------------------------------------------------------------------------
-    def _compact(self, src: _Source) -> None:
+    def _compact(self) -> None:
         """Masked projections that no tie reads keep their synapses, for a call with ``compact`` set, in
         compact pre-major arrays (the existing synapses only, the posts of a pre side by side): gathered
         from the dense ``(M, N)`` tensors at the start, scattered back at the end. A sparse projection's
@@ -256,7 +256,7 @@ class NativeLoop:
             self._tables[name] = _tables(mask)
         self.p_tab = {name: (self._slot("post_of_pre", name), self._slot("pre_of_post", name),
                              self._slot("slot_of_post", name)) for name in sim.masks}
-        self._compact(src)
+        self._compact()
         self.p_factor = {}
         for name, rule in sim.rules.items():
             post = net.projections[name].post
