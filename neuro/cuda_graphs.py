@@ -41,6 +41,9 @@ if TYPE_CHECKING:  # the engine imports this module
     from neuro.recording import Recorder
 
 Path = Tuple[str, ...]
+#: Kinds of chunk (inputs, monitors, phase, learning) a simulator keeps captured at once; each graph
+#: holds a private memory pool, so the oldest kind is dropped (and captured again if it comes back).
+MAX_KINDS = 16
 _GROUPS = ("state", "syn", "plastic", "params")  # {owner: {name: tensor}} attributes of a Simulator
 
 
@@ -56,6 +59,28 @@ def state_tensors(sim: "Simulator") -> Dict[Path, torch.Tensor]:
         for owner, d in getattr(sim, group).items():
             for name, t in d.items():
                 out[(group, owner, name)] = t
+    return out
+
+
+def _layout(sim: "Simulator") -> Dict[Path, Tuple[Tuple[int, ...], torch.dtype]]:
+    """Shape and dtype of every state tensor as the simulator makes them (``state_tensors``' paths)."""
+    net, R, dtype = sim.network, sim.replicas, sim.dtype
+    n = {name: pop.n for name, pop in net.populations.items()}
+    out: Dict[Path, Tuple[Tuple[int, ...], torch.dtype]] = {}
+    for p in state_tensors(sim):
+        group, owner = p[0], p[1]
+        if group in ("spikes", "state"):
+            out[p] = ((R, n[owner]), dtype)
+        elif group == "buffers":
+            out[p] = ((R, n[net.projections[owner].post]), dtype)
+        elif group == "syn":
+            out[p] = (tuple(sim.syn[owner][p[2]].shape), dtype)
+        elif group == "params":
+            out[p] = ((R, 1, 1), dtype)
+        else:  # plastic
+            proj = net.projections[owner]
+            out[p] = {"x": ((R, 2, n[proj.pre]), dtype), "y": ((R, 3, n[proj.post]), dtype),
+                      "tx": ((R, n[proj.pre]), torch.int32), "ty": ((R, n[proj.post]), torch.int32)}[p[2]]
     return out
 
 
@@ -112,12 +137,12 @@ class StepGraphs:
         unknown = (set(tf_seq) | set(tf_held)) - set(sim.network.populations)
         if unknown:
             raise KeyError(f"unknown population(s) {sorted(unknown)}; have {sorted(sim.network.populations)}")
-        size = self.chunk_length(recorder.every)
+        size = self.chunk_length(recorder.every if recorder.monitors else 1)
         bar = tqdm(total=steps, disable=not progress, desc="simulating", unit="step")
         k = 0
         while steps - k >= size:
-            chunk = self._chunk(size, per_step, held, tf_seq, tf_held, recorder)
             self._adopt()
+            chunk = self._chunk(size, per_step, held, tf_seq, tf_held, recorder)
             for name, v in per_step.items():
                 chunk.inputs[name].copy_(v[k:k + size])
             for name, v in tf_seq.items():
@@ -183,30 +208,43 @@ class StepGraphs:
                                         dtype=(like["dtype"] if m not in reads else reads[m].dtype), device=sim.device)
                          for m in recorder.monitors},
             )
+            if len(self.chunks) >= MAX_KINDS:  # each graph holds a memory pool: drop the oldest kind
+                self.chunks.pop(next(iter(self.chunks)))
             self.chunks[key] = chunk
         return chunk
 
     def _adopt(self) -> None:
-        """Point the simulator's state at the static tensors, copying in whatever replaced them."""
+        """Point the simulator's state at the static tensors, copying in whatever replaced them (converted
+        to the simulator's dtype and broadcast to its shapes, as the next eager step would)."""
         sim = self.sim
+        if self.statics is None:
+            # Own, contiguous tensors of the simulator's layout: a graph must not write into memory that
+            # something else holds, nor take the layout of a tensor a user assigned.
+            self.statics = {p: torch.empty(shape, dtype=dtype, device=sim.device)
+                            for p, (shape, dtype) in _layout(sim).items()}
+        self._pin()
+
+    def _pin(self) -> None:
+        """Copy each state tensor that is not its static tensor into it and point the simulator there. A
+        value that lives in some static tensor's memory (two tensors swapped, a view) is taken first."""
+        sim, statics = self.sim, self.statics
         current = state_tensors(sim)
-        statics = self.statics
-        if statics is not None and (current.keys() != statics.keys() or any(
-                (c.shape, c.dtype, c.device) != (statics[p].shape, statics[p].dtype, statics[p].device)
-                for p, c in current.items())):
-            self.chunks.clear()  # the state changed its make-up: graphs made for the old one are void
-            statics = None
-        if statics is None:
-            # Own, contiguous tensors: a graph must not write into memory something else holds.
-            self.statics = {p: c.clone(memory_format=torch.contiguous_format) for p, c in current.items()}
-            for p, s in self.statics.items():
-                _put(sim, p, s)
-            return
-        for p, c in current.items():
-            s = statics[p]
-            if c is not s:
-                s.copy_(c)
-                _put(sim, p, s)
+        if current.keys() != statics.keys():
+            raise RuntimeError(f"graph_steps: the simulator's state changed its make-up "
+                               f"({sorted(set(current) ^ set(statics))}); make a new Simulator")
+        storages = {t.untyped_storage().data_ptr() for t in statics.values()}
+        values = {p: (c.clone() if c is not statics[p] and c.untyped_storage().data_ptr() in storages else c)
+                  for p, c in current.items()}
+        for p, target in statics.items():
+            c = values[p]
+            if c is target:
+                continue
+            try:
+                target.copy_(c)
+            except RuntimeError as e:
+                raise ValueError(f"state {'/'.join(p)}: a tensor of shape {tuple(c.shape)} cannot stand for one of "
+                                 f"shape {tuple(target.shape)}") from e
+            _put(sim, p, target)
 
     def _steps(self, chunk: _Chunk) -> None:
         """The chunk's work: ``steps`` steps from the static inputs, records into the static buffers,
@@ -237,17 +275,7 @@ class StepGraphs:
 
     def _settle(self) -> None:
         """Copy each state tensor's final value into its static tensor and point the simulator there."""
-        sim = self.sim
-        current = state_tensors(sim)
-        storages = {s.untyped_storage().data_ptr() for s in self.statics.values()}
-        # A final value that lives in some static tensor's memory is taken before any is overwritten.
-        finals = {p: (c.clone() if c is not self.statics[p] and c.untyped_storage().data_ptr() in storages else c)
-                  for p, c in current.items()}
-        for p, s in self.statics.items():
-            c = finals[p]
-            if c is not s:
-                s.copy_(c)
-                _put(sim, p, s)
+        self._pin()
 
     def _eager(self, chunk: _Chunk) -> None:
         if not self.capture:

@@ -90,7 +90,17 @@ class RegularEncoder(_RateCode):
         index = torch.arange(values.shape[-1], device=values.device, dtype=torch.float64)
         phase = torch.frac(index * 0.6180339887498949).to(values.dtype)
         k = step_in_presentation
-        return (torch.floor((k + 1) * p + phase) > torch.floor(k * p + phase)).to(values.dtype)
+        return (torch.floor(_times(p, k + 1) + phase) > torch.floor(_times(p, k) + phase)).to(values.dtype)
+
+
+def _times(p: torch.Tensor, k: Union[int, torch.Tensor]) -> torch.Tensor:
+    """``k * p`` for a step number ``k``, a Python int or (in a CUDA graph) a 0-d tensor, with the same
+    rounding either way: torch multiplies a tensor by a Python number in its op precision (float32 for
+    half types) but casts a 0-d integer tensor to ``p``'s dtype first, which would round ``k`` in half types."""
+    if not isinstance(k, torch.Tensor):
+        return k * p
+    op = torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype
+    return (p.to(op) * k.to(op)).to(p.dtype)
 
 
 Encoder = Union[PoissonEncoder, LatencyEncoder, RegularEncoder]

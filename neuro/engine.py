@@ -99,7 +99,9 @@ class Simulator:
             runs eagerly and is then captured; steps left over at a run's end run eagerly. Combines with
             ``compile`` (the captured kernels are then the fused ones). Dense steps only (like
             ``compile``). On the CPU the chunks run eagerly, with the same results and no gain: a check
-            of the chunked loop where no GPU is present. 0 (default): no graphs.
+            of the chunked loop where no GPU is present. The state tensors are then updated in place from
+            chunk to chunk (a graph reads and writes fixed memory): clone what you keep (``state_dict``
+            copies). 0 (default): no graphs.
         native: CPU only: ``run`` runs its steps in a C++ loop generated from the network and its rules
             and compiled once (``neuro.native``; needs a C++ compiler): event-driven, no Python per step,
             the same results as the torch engine to rounding. Rules with operations across neurons

@@ -27,8 +27,9 @@ BLOCK_M, BLOCK_N, BLOCK_K = 64, 64, 16
 def _outer_update_kernel(w_ptr, a_ptr, b_ptr, M, N, K, lo, hi,
                          BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr):
     g = tl.program_id(2).to(tl.int64)  # the replica group (1 for shared weights)
-    rows = tl.program_id(0) * BM + tl.arange(0, BM)
-    cols = tl.program_id(1) * BN + tl.arange(0, BN)
+    # 64-bit offsets: one weight matrix may hold more than 2**31 synapses
+    rows = (tl.program_id(0) * BM + tl.arange(0, BM)).to(tl.int64)
+    cols = (tl.program_id(1) * BN + tl.arange(0, BN)).to(tl.int64)
     a_base = a_ptr + g * M * K
     b_base = b_ptr + g * K * N
     acc = tl.zeros((BM, BN), dtype=tl.float32)

@@ -44,7 +44,8 @@ class Recorder:
                  every: int = 1) -> None:
         if int(every) != every or every < 1:
             raise ValueError(f"every must be a positive integer number of steps, got {every!r}")
-        self.monitors, self.read, self.clock, self.every = list(monitors), read, clock, int(every)
+        # a monitor named twice is recorded once
+        self.monitors, self.read, self.clock, self.every = list(dict.fromkeys(monitors)), read, clock, int(every)
         for m in self.monitors:  # fail before running on a bad name
             pop = count_monitor(m)
             if pop is None:

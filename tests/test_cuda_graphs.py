@@ -316,3 +316,36 @@ def test_a_failed_capture_leaves_the_simulator_as_it_was_and_runs_eagerly(monkey
     assert sim.time_step == plain.time_step == 40
     chunk = next(iter(sim._graphs.chunks.values()))
     assert chunk.graph is None and "not permitted" in chunk.failed and chunk.runs == 5
+
+
+def test_chunks_take_state_as_plain_steps_do():
+    """What a user assigns between runs reaches the chunks as it reaches plain steps: another dtype or a
+    shape that broadcasts over the replicas, two tensors swapped, a monitor named twice."""
+    net, inputs, _ = _stdp_poisson()
+
+    def drive(graph_steps):
+        sim = Simulator(net, replicas=3, dtype=torch.float64, graph_steps=graph_steps, seed=2)
+        out = [sim.run(16, inputs, monitors=["out.v", "out.v", "out.count", "out.count"], every=8)]
+        sim.state["out"]["v"] = torch.full((20,), 0.3, dtype=torch.float32)  # one row for every replica
+        sim.state["out"]["i"], sim.state["out"]["v"] = sim.state["out"]["v"], sim.state["out"]["i"]  # swapped
+        out.append(sim.run(16, inputs, monitors=["out.v", "out.count"], every=8))
+        assert sim.state["out"]["v"].dtype == torch.float64 and sim.state["out"]["v"].shape == (3, 20)
+        return out
+
+    for a, b in zip(drive(0), drive(8)):
+        assert a.data.keys() == b.data.keys() and a["out.v"].shape[0] == 2  # each monitor recorded once
+        for m in a.data:
+            torch.testing.assert_close(b[m], a[m], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_regular_encoder_counts_steps_alike_in_chunks(dtype):
+    """A chunk hands encoders the step number as a tensor: half types must not round it (301 -> 300)."""
+    net = Network(dt=1e-3)
+    net.input("inp", 50, RegularEncoder(max_rate=300.0))
+    net.population("out", 2, LIF())
+    net.connect("inp", "out", np.zeros((2, 50)), name="ff")
+    x = {"inp": torch.rand(50, generator=torch.Generator().manual_seed(1))}
+    runs = [Simulator(net, dtype=dtype, graph_steps=g).run(400, x, monitors=["inp.spikes"])["inp.spikes"]
+            for g in (0, 50)]
+    assert torch.equal(runs[0], runs[1]) and runs[0].sum() > 1000
