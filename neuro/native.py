@@ -12,8 +12,8 @@ engine's matrix products, so results agree to rounding (tested in float64).
 
 The generated source holds numbers and fixed code only (nothing from a model file is pasted in but
 floats, written by ``float.__repr__``), is compiled by the system's C++ compiler (``c++``, ``g++`` or
-``$CXX``; ``-O3 -ffp-contract=off``, so no fused multiply-adds change the rounding, and no flag that
-reorders floating-point arithmetic) into a shared
+``$CXX``; ``FLAGS``: ``-O3 -ffp-contract=off``, so no fused multiply-adds change the rounding, and no flag
+that reorders floating-point arithmetic) into a shared
 library cached by the hash of its source (``$NEURO_NATIVE_CACHE``, default ``~/.cache/neuro/native``),
 and called through ``ctypes`` with the simulator's own tensors, which it updates in place.
 
@@ -548,7 +548,8 @@ class _Rule:
         """Tables of powers and each trace at the epoch's end (for the roll and ``t_epoch = 1``)."""
         T = self.T
         for tr, table in self.powers.items():
-            src(f"const S pw_{tr}[{T + 1}] = {{{', '.join(_lit(v) for v in table)}}};")
+            # static: GCC 12.2 at -O2 miscompiles a variable index into a local const table (see FLAGS)
+            src(f"static const S pw_{tr}[{T + 1}] = {{{', '.join(_lit(v) for v in table)}}};")
             src(f"(void)pw_{tr};")
 
     def _at_end(self, tr: str, start: str, t_spk: str) -> str:
@@ -849,12 +850,18 @@ def _tables(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return post_of_pre, pre_of_post, slot_of_post.contiguous()
 
 
+#: How the generated source is compiled. ``-ffp-contract=off``: no fused multiply-adds change the rounding.
+#: ``-fno-thread-jumps``: GCC 12.2 (Debian 12's compiler) at -O2 and above threads a jump on a value range
+#: wrongly derived from an index into a local table, and the ``u`` products of epochs longer than one step
+#: read the wrong power (``test_compiler_keeps_table_indices`` holds the smallest reproducer).
+FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fno-thread-jumps")
+
 _LOADED: Dict[str, Callable] = {}
 
 
 def _load(source: str) -> Callable:
     """Compile ``source`` (cached by its hash) and return its ``run`` function."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    digest = hashlib.sha256(" ".join(FLAGS + (source,)).encode()).hexdigest()[:20]
     if digest in _LOADED:
         return _LOADED[digest]
     cxx = compiler()
@@ -872,8 +879,8 @@ def _load(source: str) -> Callable:
             cpp = Path(tmp) / "loop.cpp"
             cpp.write_text(source)
             out = Path(tmp) / "loop.so"
-            done = subprocess.run([cxx, "-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
-                                   "-o", str(out), str(cpp)], capture_output=True, text=True)
+            done = subprocess.run([cxx, *FLAGS, "-shared", "-fPIC", "-o", str(out), str(cpp)],
+                                  capture_output=True, text=True)
             if done.returncode != 0:
                 raise NativeError(f"compiling the native loop failed:\n{done.stderr[-2000:]}")
             os.replace(out, lib)  # atomic: a concurrent process sees the whole library or none

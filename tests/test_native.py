@@ -6,13 +6,15 @@ IAF, ties, gated projections, masks, per-replica weights, driven traces and thir
 the same spikes, and weights, traces and neuron state equal to rounding (sums may add in another
 order). Rules with operations across neurons are refused by name.
 """
+import subprocess
+
 import numpy as np
 import pytest
 import torch
 
-from neuro import LIF, LearningRule, Network, PoissonEncoder, Simulator, Trace, softmax, w, x0, x1, y0, y1
+from neuro import LIF, LearningRule, Network, PoissonEncoder, Simulator, Trace, softmax, u, w, x0, x1, y0, y1
 from neuro.standard_rules import stdp
-from neuro.native import NativeError, compiler
+from neuro.native import FLAGS, NativeError, compiler
 from networks import softhebb
 from networks.softhebb import SoftHebbConfig, SpikingConfig
 
@@ -57,12 +59,26 @@ def _two_poisson_inputs():
     return net, {"a": torch.rand(3, 10, generator=g), "b": torch.rand(6, generator=g)}, {}
 
 
+def _epoch_products():
+    """Epochs of 3 steps whose rule has ``y0`` products (traces at the post's spike) and ``u`` products
+    (traces at the epoch's end), in an epoch where both are on: GCC 12.2 at -O2 once read the wrong power
+    of the decay in the ``u`` product (it threaded a jump on the ``y0`` branch's spike time)."""
+    rule = LearningRule(dw=0.02 * y0 * x1 + 0.003 * u * x1 * y1 - 0.004 * u * w,
+                        traces={"x1": Trace(1.0, 20e-3), "y1": Trace(1.0, 10e-3)}, t_epoch=3)
+    net = Network(dt=1e-3)
+    net.input("inp", 6)
+    net.population("out", 5, LIF(tau_mem=10e-3, v_th=0.3))
+    net.connect("inp", "out", np.random.default_rng(0).uniform(0, 0.8, (5, 6)), rule=rule, name="ff")
+    spikes = (torch.rand(64, 3, 6, generator=torch.Generator().manual_seed(1)) < 0.4).double()
+    return net, {"inp": spikes}, {}
+
+
 def _softhebb_spiking_plain():
     net = softhebb.build_spiking(16, SoftHebbConfig(n_neurons=12, seed=1), SpikingConfig())
     return net, {"pixels": torch.rand(3, 16, generator=torch.Generator().manual_seed(10))}, {}
 
 
-NETWORKS = {f.__name__[1:]: f for f in (_stdp_poisson, _tag_delay_masked_per_replica, _third_factor, _spiking_pc,
+NETWORKS = {f.__name__[1:]: f for f in (_epoch_products, _stdp_poisson, _tag_delay_masked_per_replica, _third_factor, _spiking_pc,
                                          _lif_features_iaf, _softhebb_spiking_plain, _two_poisson_inputs)}
 
 
@@ -146,3 +162,31 @@ def test_native_without_a_compiler_says_so(monkeypatch, tmp_path):
     monkeypatch.setenv("NEURO_NATIVE_CACHE", str(tmp_path))
     with pytest.raises(NativeError, match="needs a C\\+\\+ compiler"):
         Simulator(_stdp_poisson()[0], native=True)
+
+
+# The smallest program GCC 12.2 got wrong at -O2 (1.4 instead of 1.7): a branch on a spike time, then the
+# same time indexing a local table of powers. The loop's flags must compile it right on this machine.
+_TABLE_INDEX_PROGRAM = r"""
+#include <cstdio>
+#include <cstdint>
+__attribute__((noinline)) void f(int32_t* __restrict t, double* __restrict y, double* __restrict out, int n, int step) {
+    for (int e = 0; e < n; ++e) t[e] = 3;
+    if (step % 3 == 0) {
+        const double pw[4] = {1.0, 0.9, 0.8, 0.7};
+        for (int i = 0; i < n; ++i) {
+            double acc = 0; bool any = false;
+            if (t[i] > 0) { acc = any ? acc + pw[t[i]] : pw[t[i]]; any = true; }
+            acc = any ? acc + (y[i] * pw[3] + pw[3 - t[i]]) : (y[i] * pw[3] + pw[3 - t[i]]);
+            out[i] = acc;
+        }
+    }
+}
+int main() { int32_t t[1] = {0}; double y[1] = {0}, o[1]; f(t, y, o, 1, 3); std::printf("%g", o[0]); }
+"""
+
+
+def test_compiler_keeps_table_indices(tmp_path):
+    (tmp_path / "p.cpp").write_text(_TABLE_INDEX_PROGRAM)
+    subprocess.run([compiler(), *FLAGS, "-o", str(tmp_path / "p"), str(tmp_path / "p.cpp")], check=True)
+    out = subprocess.run([str(tmp_path / "p")], capture_output=True, text=True, check=True).stdout
+    assert out == "1.7"
