@@ -91,7 +91,12 @@ class SpikingPCConfig:
             steps a sample (0.845).
         error_floor: error units' membranes have a floor at 0 (``LIF(v_min=0)``): a unit of the pair
             fires at the positive part of its error now, instead of first making up what it integrated
-            while the error had the other sign.
+            while the error had the other sign. MNIST-5k (10 epochs, five seeds): mean 0.896, against
+            0.892 without (seed 0).
+        value_floor: value units' membranes have a floor at 0: a half of a value pair fires at its
+            current's positive part as soon as the value has its sign, without first making up the
+            negative balance it integrated while the value had the other sign. MNIST-5k with
+            ``error_floor``: 0.887, against 0.896 without it.
         dt: simulation step (s).
         seed: initial weights, sample order and input spikes.
     """
@@ -112,6 +117,7 @@ class SpikingPCConfig:
     trace_impulse: float = 1.0
     start: str = "zero"
     error_floor: bool = False
+    value_floor: bool = False
     dt: float = 1e-3
     seed: int = 0
 
@@ -163,7 +169,8 @@ def value_model(cfg: SpikingPCConfig, mirror: bool = False) -> LIF:
     top = (1 - 1e-6) * (1 - cfg.dt / cfg.tau_value)
     gate = (-top, 0.0) if mirror else (0.0, top)
     return LIF(tau_mem=tau_mem, tau_syn=cfg.tau_value, v_th=(1 - 1e-6) * cfg.dt / tau_mem / cfg.rate,
-               i_min=-1.0, i_max=1.0, gate_min=gate[0], gate_max=gate[1], subtract_reset=True)
+               i_min=-1.0, i_max=1.0, gate_min=gate[0], gate_max=gate[1], subtract_reset=True,
+               v_min=0.0 if cfg.value_floor else -math.inf)
 
 
 def error_model(cfg: SpikingPCConfig) -> LIF:

@@ -93,6 +93,18 @@ def test_pc_benchmark_quick(tmp_path):
         assert (tmp_path / plot).stat().st_size > 5000
 
 
+def test_pc_spiking_signal_quick(tmp_path, capsys):
+    """The first layer's one-step update direction is the unreliable one (digits, 16 hidden units: measured
+    0.64 against the settled direction; the top layer's 0.96)."""
+    assert _load("pc_spiking_signal").main(["--quick", "--steps", "256", "--out", str(tmp_path)]) == 0
+    layers = json.loads((tmp_path / "results.json").read_text())["layers"]
+    assert set(layers) == {"W1", "W2"}
+    assert len(layers["W1"]["cosine_vs_settled"]) == 256
+    assert layers["W1"]["snapshot_T_vs_settled"] < 0.9 < layers["W2"]["snapshot_T_vs_settled"] <= 1.0 + 1e-6
+    assert (tmp_path / "pc_spiking_signal.png").stat().st_size > 5000
+    assert "snap T vs T+2" in capsys.readouterr().out
+
+
 def test_w1_stdp_benchmark_quick(tmp_path, capsys):
     assert _load("w1_stdp").main(["--quick", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "w1.json").read_text())

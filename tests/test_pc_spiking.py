@@ -124,16 +124,19 @@ def test_values_start_at_the_feed_forward_prediction():
         SpikingPCConfig(start="random")
 
 
-def test_error_floor_keeps_error_membranes_at_or_above_zero():
+def test_floors_keep_error_and_value_membranes_at_or_above_zero():
     data = load_digits()
     x, y = data.x_train[:8], np.eye(10)[data.y_train[:8]]
+    errors, values = ("e1p.v", "e2n.v"), ("x1.v", "x1m.v")
     lows = {}
-    for floor in (False, True):
-        net = build_spiking(64, 10, SpikingPCConfig(hidden=(16,), error_floor=floor))
-        sim = Simulator(net, replicas=8, dtype=torch.float64)
-        rec = sim.run(64, {"x0": x, "bias": np.ones(1), "y": y}, monitors=["e1p.v", "e2n.v"])
-        lows[floor] = min(float(rec[m].min()) for m in ("e1p.v", "e2n.v"))
-    assert lows[True] >= 0.0 and lows[False] < -0.01, lows
+    for error_floor, value_floor in ((False, False), (True, False), (False, True)):
+        cfg = SpikingPCConfig(hidden=(16,), error_floor=error_floor, value_floor=value_floor)
+        sim = Simulator(build_spiking(64, 10, cfg), replicas=8, dtype=torch.float64)
+        rec = sim.run(64, {"x0": x, "bias": np.ones(1), "y": y}, monitors=[*errors, *values])
+        lows[error_floor, value_floor] = [min(float(rec[m].min()) for m in group) for group in (errors, values)]
+    assert lows[False, False][0] < -0.01 and lows[False, False][1] < -0.01, lows  # both integrate negative currents
+    assert lows[True, False][0] >= 0.0 and lows[True, False][1] < -0.01, lows
+    assert lows[False, True][0] < -0.01 and lows[False, True][1] >= 0.0, lows
 
 
 def test_spiking_pc_learns_digits_and_its_energy_falls():
