@@ -10,7 +10,7 @@ steps apart is jitter, not settling: the error currents filter the value and inp
 spike trains (20 ms), whose phases move from step to step.
 
     python benchmarks/pc_spiking_signal.py            # MNIST-5k, 1 epoch of training (~2 min on one core)
-    python benchmarks/pc_spiking_signal.py --quick    # digits, 16 hidden units (~10 s)
+    python benchmarks/pc_spiking_signal.py --quick    # digits, 16 hidden units (~20 s)
 
 Writes ``results.json`` and ``pc_spiking_signal.png`` (cosine against the step) to ``--out``.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List
 
@@ -36,15 +35,12 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 def directions(pc: SpikingPC, x, labels, steps: int) -> Dict[str, torch.Tensor]:
     """Per layer ``l``, the update direction ``e_l(t)^T a_{l-1}(t)`` at every step ``t``: ``(steps, n_l, n_{l-1})``,
     batch summed; ``a_0`` the pixels, ``a_l = clip(x_l, 0, 1)`` the hidden values' currents."""
-    long = SpikingPC(x.shape[1], pc.n_outputs, replace(pc.cfg, steps=steps))
-    for name in pc.plastic:
-        long.sim.set_weights(name, pc.sim.weights(name))
-    values = [f"x{l}.i" for l in range(1, long.L)]
-    _, rec = long.clamped_run(x, labels, monitors=[f"e{l}p.i" for l in range(1, long.L + 1)] + values)
-    pixels = torch.as_tensor(x, dtype=long.dtype).expand(steps, *x.shape)
+    values = [f"x{l}.i" for l in range(1, pc.L)]
+    _, rec = pc.clamped_run(x, labels, monitors=[f"e{l}p.i" for l in range(1, pc.L + 1)] + values, steps=steps)
+    pixels = torch.as_tensor(x, dtype=pc.dtype).expand(steps, *x.shape)
     pre = [pixels] + [rec[v].clamp(0.0, 1.0) for v in values]
-    gain = long.cfg.current_gain
-    return {f"W{l}": torch.einsum("tbn,tbm->tnm", rec[f"e{l}p.i"] / gain, pre[l - 1]) for l in range(1, long.L + 1)}
+    gain = pc.cfg.current_gain
+    return {f"W{l}": torch.einsum("tbn,tbm->tnm", rec[f"e{l}p.i"] / gain, pre[l - 1]) for l in range(1, pc.L + 1)}
 
 
 def main(argv: List[str] = None) -> int:
@@ -58,8 +54,11 @@ def main(argv: List[str] = None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_digits() if args.quick else load_mnist5k()
     cfg = SpikingPCConfig(epochs=1, hidden=(16,) if args.quick else (256,))
+    if args.steps < 2 * cfg.steps:
+        parser.error(f"--steps must be at least twice the training presentation ({2 * cfg.steps}): "
+                     f"the rule's step is compared with the step {cfg.steps} later, got {args.steps}")
+    data = load_digits() if args.quick else load_mnist5k()
     pc = SpikingPC(data.x_train.shape[1], data.n_classes, cfg)
     pc.train(data.x_train, data.y_train, progress=True)
     x, labels = data.x_train[: args.samples], data.y_train[: args.samples]

@@ -345,8 +345,10 @@ class SpikingPC:
             out.append((rec[top_n][settle:].sum(dim=0) - rec[top_p][settle:].sum(dim=0)).cpu().numpy())
         return np.concatenate(out)
 
-    def clamped_run(self, x: np.ndarray, labels: np.ndarray, monitors=()) -> Tuple[np.ndarray, Recording]:
-        """Show images with their labels clamped for ``cfg.steps`` steps, learning off.
+    def clamped_run(self, x: np.ndarray, labels: np.ndarray, monitors=(),
+                    steps: Optional[int] = None) -> Tuple[np.ndarray, Recording]:
+        """Show images with their labels clamped for ``steps`` steps (default ``cfg.steps``, the training
+        presentation), learning off.
 
         Returns the energy ``1/2 sum_l ||e_l||^2`` per step (batch mean, errors read from the
         ``e<l>p`` currents) ``(steps,)`` and the recording of ``monitors``."""
@@ -355,7 +357,8 @@ class SpikingPC:
         sim = self.frozen(len(x), clamped=True)
         self.start(sim, xt)
         errors = [f"e{l}p.i" for l in range(1, self.L + 1)]
-        rec = sim.run(self.cfg.steps, inputs={"x0": xt, "bias": torch.ones(len(x), 1), TOP: onehot},
+        rec = sim.run(self.cfg.steps if steps is None else steps,
+                      inputs={"x0": xt, "bias": torch.ones(len(x), 1), TOP: onehot},
                       monitors=[*errors, *monitors])
         gain = self.cfg.current_gain
         energy = sum(0.5 * ((rec[m] / gain) ** 2).sum(dim=2).mean(dim=1) for m in errors)
