@@ -10,8 +10,8 @@ Mapping (each checked against the torch engine in tests/test_lava_export.py):
   the leak potential the bias ``v_leak``; weights are unchanged;
 * :class:`~neuro.IAF` -> Lava ``LIF`` with ``du = 1`` (no current memory), ``dv = 0``;
 * a LIF whose current saturates (``i_min`` / ``i_max``), that gates an input (``gate_min`` /
-  ``gate_max``, projections with ``gated``), resets by subtraction (``subtract_reset``) or has a
-  membrane floor (``v_min``) ->
+  ``gate_max``, projections with ``gated``), resets by subtraction (``subtract_reset``), has a
+  membrane floor (``v_min``) or a current that decays on one side of 0 only (``syn_leak``) ->
   :class:`~export.lava_procs.BoundedLIF` (gated projections into its ``a_gated`` port), or
   ``FactorLIF`` with the same dynamics where it also sends post factors; floating point only;
 * a static projection -> ``Dense``; a plastic one -> ``LearningDense`` with the
@@ -202,6 +202,7 @@ def run_lava(
     from lava.proc.lif.process import LIF as LavaLIF
 
     from export.lava_procs import BoundedLIF, FactorLIF
+    from export.lava_procs.bounded_lif import decay_factor
 
     dt = network.dt
     if select_tag != "floating_pt":
@@ -226,17 +227,19 @@ def run_lava(
             continue
         params = _lif_params(name, pop, dt)
         scale[name] = params.pop("v_scale")
+        m = _custom_lif(pop)
         # Lava's u is the current before this step's decay; the engine reports it after.
-        current_scale[name] = 1.0 - params["du"]
+        current_scale[name] = (params["du"], "both" if m is None else m.syn_leak)
         if f"neurons/{name}/v" in start:
             # Lava's v is ours / v_scale; its u is the current before this step's decay.
             params["v"] = start[f"neurons/{name}/v"] / scale[name]
             if f"neurons/{name}/i" in start:  # LIF; an IAF keeps no current
-                params["u"] = start[f"neurons/{name}/i"] / (1.0 - params["du"])
+                i = start[f"neurons/{name}/i"]
+                params["u"] = i / decay_factor(i, *current_scale[name])
         specs = _post_factor_specs(network, name, lowered)
-        m = _custom_lif(pop)
         custom = None if m is None else dict(u_min=m.i_min, u_max=m.i_max, g_min=m.gate_min, g_max=m.gate_max,
-                                             subtract_reset=m.subtract_reset, v_min=m.v_min / scale[name])
+                                             subtract_reset=m.subtract_reset, v_min=m.v_min / scale[name],
+                                             syn_leak=m.syn_leak)
         if specs:
             uses_tf = any(spec == ("driven", "third_factor") for spec in specs.values())
             procs[name] = FactorLIF(
@@ -303,17 +306,16 @@ def run_lava(
         mon = Monitor()
         if target in network.populations and var == "spikes":
             mon.probe(procs[target].s_out, steps)
-            probes[m] = (mon, procs[target].name, "s_out", 1.0)
+            probes[m] = (mon, procs[target].name, "s_out", None)
         elif target in scale and var in ("v", "i"):
             lava_var = "v" if var == "v" else "u"
             mon.probe(getattr(procs[target], lava_var), steps)
             # Lava's v is ours divided by dv (see the module docstring); its u is ours before the decay.
-            factor = scale[target] if var == "v" else current_scale[target]
-            probes[m] = (mon, procs[target].name, lava_var, factor)
+            probes[m] = (mon, procs[target].name, lava_var, scale[target] if var == "v" else current_scale[target])
         elif target in conns and var in ("w", "t", "d"):
             lava_var = {"w": "weights", "t": "tag_1", "d": "tag_2"}[var]
             mon.probe(getattr(conns[target], lava_var), steps)
-            probes[m] = (mon, conns[target].name, lava_var, 1.0)
+            probes[m] = (mon, conns[target].name, lava_var, None)
         else:
             raise LavaExportError(f"cannot monitor {m!r} on Lava: use pop.spikes, pop.v, pop.i, proj.w, proj.t, proj.d")
 
@@ -331,7 +333,11 @@ def run_lava(
             for p in live:  # the source learned at the end of this chunk: rewrite its copy
                 conns[p.name].weights.set(p.tie.apply(np.asarray(conns[p.tie.source].weights.get(), dtype=np.float64)))
         for m, (mon, pname, var, factor) in probes.items():
-            data = np.asarray(mon.get_data()[pname][var], dtype=np.float64) * factor
+            data = np.asarray(mon.get_data()[pname][var], dtype=np.float64)
+            if isinstance(factor, tuple):  # a current: (du, syn_leak)
+                data = data * decay_factor(data, *factor)
+            elif factor is not None:
+                data = data * factor
             out.data[m] = torch.as_tensor(data)[:, None]
             out.steps[m] = list(range(1, steps + 1))
     finally:

@@ -118,6 +118,7 @@ class SpikingPCConfig:
     start: str = "zero"
     error_floor: bool = False
     value_floor: bool = False
+    value_leak: str = "both"
     dt: float = 1e-3
     seed: int = 0
 
@@ -128,6 +129,8 @@ class SpikingPCConfig:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if self.steps & (self.steps - 1):
             raise ValueError(f"steps must be a power of two (the rule learns every 2**k steps), got {self.steps}")
+        if self.value_leak not in ("both", "positive"):
+            raise ValueError(f"value_leak must be 'both' or 'positive', got {self.value_leak!r}")
         if self.start not in ("forward", "zero"):
             raise ValueError(f"start must be 'forward' or 'zero', got {self.start!r}")
         if not 0 < self.eta_final <= 1:
@@ -170,7 +173,8 @@ def value_model(cfg: SpikingPCConfig, mirror: bool = False) -> LIF:
     gate = (-top, 0.0) if mirror else (0.0, top)
     return LIF(tau_mem=tau_mem, tau_syn=cfg.tau_value, v_th=(1 - 1e-6) * cfg.dt / tau_mem / cfg.rate,
                i_min=-1.0, i_max=1.0, gate_min=gate[0], gate_max=gate[1], subtract_reset=True,
-               v_min=0.0 if cfg.value_floor else -math.inf)
+               v_min=0.0 if cfg.value_floor else -math.inf,
+               syn_leak="both" if cfg.value_leak == "both" else ("negative" if mirror else "positive"))
 
 
 def error_model(cfg: SpikingPCConfig) -> LIF:

@@ -19,6 +19,9 @@ def _check_positive(name: str, value: float, allow_inf: bool = False) -> None:
         raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
+SYN_LEAKS = ("both", "positive", "negative")
+
+
 @dataclass(frozen=True)
 class LIF:
     """Current-based leaky integrate-and-fire neuron (Norse's ``lif_feed_forward_step``).
@@ -50,6 +53,9 @@ class LIF:
         v_min: floor of the membrane (dimensionless, at most ``v_reset``; -inf: none). A membrane that a
             negative current drives down stops there, so the neuron answers as soon as the current turns
             positive instead of first making up what it integrated below.
+        syn_leak: on which side of 0 the current decays: ``"both"`` (Norse's LIF); ``"positive"``, only
+            while positive (a negative current is held, a perfect integrator there); ``"negative"``, only
+            while negative. The side is that of the current once this step's input is added.
         gate_min, gate_max: the open interval of the current in which gated input passes
             (dimensionless; -inf / inf: no gate, and no gated projection may target the neuron).
     """
@@ -67,6 +73,7 @@ class LIF:
     gate_max: float = math.inf
     subtract_reset: bool = False
     v_min: float = -math.inf
+    syn_leak: str = "both"
 
     def __post_init__(self) -> None:
         _check_positive("tau_mem", self.tau_mem)
@@ -78,6 +85,8 @@ class LIF:
             raise ValueError(f"subtract_reset must be True or False, got {self.subtract_reset!r}")
         if not self.v_min <= self.v_reset:
             raise ValueError(f"v_min must be at most v_reset ({self.v_reset}), got {self.v_min!r}")
+        if self.syn_leak not in SYN_LEAKS:
+            raise ValueError(f"syn_leak must be one of {', '.join(map(repr, SYN_LEAKS))}, got {self.syn_leak!r}")
         _check_positive("tau_syn", self.tau_syn)
         _check_positive("tau_theta", self.tau_theta, allow_inf=True)
         if self.theta_plus < 0:
@@ -110,6 +119,9 @@ class LIF:
             out.append("it resets by subtracting its threshold (subtract_reset), where a standard LIF sets v to v_reset")
         if not math.isinf(self.v_min):
             out.append(f"its membrane has a floor at {self.v_min:g} (v_min), where a standard LIF's falls without bound")
+        if self.syn_leak != "both":
+            out.append(f"its current decays only while {self.syn_leak} (syn_leak), where a standard LIF's decays "
+                       "on both sides of 0")
         return out
 
     def initial_state(self, shape: Tuple[int, ...], like: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -145,7 +157,13 @@ class LIF:
             new = LIFFeedForwardState(torch.where(z > 0, v_decayed - (p.v_th - self.v_reset), new.v), new.i)
         # v_min <= v_reset: a floor after the reset is the floor before the threshold test.
         state["v"] = new.v if math.isinf(self.v_min) else new.v.clamp(min=self.v_min)
-        state["i"] = new.i
+        if self.syn_leak == "both":
+            state["i"] = new.i
+        else:
+            # Norse decays the current plus this step's input; on the held side that sum is kept as is.
+            i_new = state["i"] + current
+            held = i_new <= 0 if self.syn_leak == "positive" else i_new >= 0
+            state["i"] = torch.where(held, i_new, new.i)
         if self.theta_plus > 0:
             decay = 1.0 if math.isinf(self.tau_theta) else math.exp(-dt / self.tau_theta)
             state["theta"] = state["theta"] * decay + self.theta_plus * z
@@ -202,14 +220,15 @@ MODELS = {"LIF": LIF, "IAF": IAF}
 
 def model_to_data(model: NeuronModel) -> Dict[str, Any]:
     data = asdict(model)
-    return {"type": type(model).__name__, **{k: (None if math.isinf(v) else v) for k, v in data.items()}}
+    return {"type": type(model).__name__,
+            **{k: (None if not isinstance(v, str) and math.isinf(v) else v) for k, v in data.items()}}
 
 
 def _field_from_data(cls, name: str, value: Any) -> Any:
-    """One stored parameter back as the model's type: flags stay as stored (the model checks them);
-    ``None`` is an infinity (JSON has none) with the sign of the field's default (-inf for lower bounds)."""
+    """One stored parameter back as the model's type: flags and choices stay as stored (the model checks
+    them); ``None`` is an infinity (JSON has none) with the sign of the field's default (-inf for lower bounds)."""
     default = getattr(cls.__dataclass_fields__.get(name), "default", math.inf)
-    if isinstance(default, bool):
+    if isinstance(default, (bool, str)):
         return value
     if value is None:
         return -math.inf if default == -math.inf else math.inf

@@ -25,20 +25,21 @@ pytestmark = pytest.mark.skipif(compiler() is None, reason="needs a C++ compiler
 
 
 def _lif_features_iaf():
-    """Gates, bounds, subtractive reset, a membrane floor, adaptive thresholds, IAF, a tie, t_epoch 3."""
+    """Gates, bounds, subtractive reset, a membrane floor, one-sided leaks, adaptive thresholds, IAF, a tie, t_epoch 3."""
     rule = LearningRule(dw=0.03 * y0 * x1 - 0.02 * x0 * y1, traces={"x1": Trace(0.5, 15e-3), "y1": Trace(1.0, 10e-3)},
                         t_epoch=3, w_min=-1.0, w_max=1.0)
     net = Network(dt=1e-3)
     net.input("inp", 12)
     net.population("a", 8, LIF(tau_mem=10e-3, v_th=0.4, i_min=-1.0, i_max=1.0, gate_min=-0.5, gate_max=0.8,
-                               subtract_reset=True, v_min=-0.5, theta_plus=0.05, tau_theta=40e-3))
+                               subtract_reset=True, v_min=-0.5, theta_plus=0.05, tau_theta=40e-3,
+                               syn_leak="positive"))
     from neuro import IAF
     net.population("b", 5, IAF(v_th=0.6))
     rng = np.random.default_rng(11)
     net.connect("inp", "a", rng.uniform(-0.2, 0.6, (8, 12)), rule=rule, name="ff")
     net.connect("a", "b", rng.uniform(0, 0.4, (5, 8)), name="ab")
     net.connect("b", "a", rng.uniform(-0.3, 0.3, (8, 5)), name="ba", gated=True)
-    net.population("c", 12, LIF(tau_mem=20e-3, v_th=0.3))
+    net.population("c", 12, LIF(tau_mem=20e-3, v_th=0.3, syn_leak="negative"))
     net.tied("a", "c", "ff", transpose=True, scale=-0.5, name="back")
     net.tied("inp", "a", "ff", transpose=False, scale=0.3, name="side")
     spikes = (torch.rand(64, 3, 12, generator=torch.Generator().manual_seed(12)) < 0.3).double()

@@ -353,6 +353,7 @@ def test_encoders_are_not_exported_and_inexact_lif_import_warns():
     (LIF(gate_min=0.0, gate_max=1.0), True, r"'a'.*gated input passes only while its current lies in \(0, 1\)"),
     (LIF(subtract_reset=True), False, r"'a'.*resets by subtracting"),
     (LIF(v_min=-1.0), False, r"'a'.*membrane has a floor at -1"),
+    (LIF(syn_leak="positive"), False, r"'a'.*current decays only while positive"),
 ])
 def test_what_cubalif_cannot_express_is_refused(model, gated, match):
     net = Network(dt=DT)

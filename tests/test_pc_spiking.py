@@ -139,6 +139,39 @@ def test_floors_keep_error_and_value_membranes_at_or_above_zero():
     assert lows[False, True][0] < -0.01 and lows[False, True][1] >= 0.0, lows
 
 
+def test_one_sided_value_leak_keeps_the_pairs_mirrored():
+    """``value_leak="positive"``: values decay only while positive, on both halves of a pair (``x1``
+    while its current is positive, ``x1m`` while its current is negative), so the pair stays exact
+    negatives; a negative value is held where the two-sided leak lets it drift towards 0."""
+    data = load_digits()
+    x, y = data.x_train[:8], np.eye(10)[data.y_train[:8]]
+    held = {}
+    for leak in ("both", "positive"):
+        cfg = SpikingPCConfig(hidden=(16,), value_leak=leak, tau_value=0.05)
+        net = build_spiking(64, 10, cfg)
+        assert (net.populations["x1"].model.syn_leak, net.populations["x1m"].model.syn_leak) == (
+            ("both", "both") if leak == "both" else ("positive", "negative"))
+        sim = Simulator(net, replicas=8, dtype=torch.float64)
+        rec = sim.run(64, {"x0": x, "bias": np.ones(1), "y": y}, monitors=["x1.i", "x1m.i"])
+        torch.testing.assert_close(rec["x1m.i"], -rec["x1.i"], rtol=0, atol=0)
+        # Where the values go in 20 steps without input: both halves of the pair.
+        before = sim.state["x1"]["i"].clone()
+        after = {}
+        for pop in ("x1", "x1m"):
+            state = {k: v.clone() for k, v in sim.state[pop].items()}
+            for _ in range(20):
+                net.populations[pop].model.step(torch.zeros_like(before), state, cfg.dt)
+            after[pop] = state["i"]
+        torch.testing.assert_close(after["x1m"], -after["x1"], rtol=0, atol=0)
+        neg, pos = before < -0.01, before > 0.01
+        assert neg.sum() > 5 and pos.sum() > 5
+        held[leak] = (after["x1"][neg] / before[neg]).min().item()
+        assert (after["x1"][pos] / before[pos]).max() < 0.7  # positives decay in both: (1 - 1/50)**20
+    assert held["positive"] == 1.0 and held["both"] < 0.7, held
+    with pytest.raises(ValueError, match="value_leak must be"):
+        SpikingPCConfig(value_leak="negative")
+
+
 def test_spiking_pc_learns_digits_and_its_energy_falls():
     data = load_digits()
     # 64 steps a sample: fast errors (5 ms) and feedback 0.05 settle the values in time (critically damped).

@@ -249,7 +249,7 @@ def test_gate_bounds_and_subtract_reset_run_identically_on_lava():
     net = Network(dt=1e-3)
     net.input("a", 3, RegularEncoder(max_rate=700.0))
     net.population("b", 3, LIF(tau_mem=20e-3, tau_syn=50e-3, v_th=0.05, i_min=-0.5, i_max=1.0,
-                                gate_min=0.0, gate_max=0.6, subtract_reset=True, v_min=-0.02))
+                                gate_min=0.0, gate_max=0.6, subtract_reset=True, v_min=-0.02, syn_leak="positive"))
     net.population("c", 2, LIF(tau_mem=10e-3, v_th=0.2, subtract_reset=True))
     rng = np.random.default_rng(3)
     net.connect("a", "b", rng.uniform(0.0, 0.3, (3, 3)), name="plain")
@@ -270,8 +270,42 @@ def test_gate_bounds_and_subtract_reset_run_identically_on_lava():
     i = ours["b.i"].numpy()
     assert (i >= 0.6).any() and (i <= 0).any() and ((i > 0) & (i < 0.6)).any() and i.min() >= -0.5
     assert ours["b.v"].min() == pytest.approx(-0.02) and lava["b.v"].min() == pytest.approx(-0.02)  # the floor held
-    with pytest.raises(LavaExportError, match="'b':.*saturates.*gated input.*subtracting.*floor.*floating_pt"):
+    with pytest.raises(LavaExportError, match="'b':.*saturates.*gated input.*subtracting.*floor.*decays only while "
+                                              "positive.*floating_pt"):
         run_lava(net, 10, inputs, select_tag="fixed_pt")
+    # Lava starts where the engine stopped (its current before the decay, held on b's negative side)
+    # and goes on identically.
+    sim = Simulator(net, dtype=torch.float64)
+    sim.run(120, inputs)
+    assert (sim.state["b"]["i"] < 0).any() and (sim.state["b"]["i"] > 0).any()
+    lava = run_lava(net, 80, inputs, monitors=["b.i", "b.spikes"], initial=sim)
+    rest = sim.run(80, inputs, monitors=["b.i", "b.spikes"])
+    np.testing.assert_array_equal(rest["b.spikes"].numpy(), lava["b.spikes"].numpy())
+    np.testing.assert_allclose(rest["b.i"].numpy(), lava["b.i"].numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_one_sided_leak_holds_the_current_on_the_other_side():
+    """``syn_leak="positive"``: a positive current decays as Norse's LIF, a negative one is held
+    exactly; ``"negative"`` the mirror image; the choice survives the file format and is checked."""
+    for side, sign in (("positive", 1.0), ("negative", -1.0)):
+        model = LIF(tau_mem=1.0, tau_syn=0.1, v_th=10.0, syn_leak=side)
+        plain = LIF(tau_mem=1.0, tau_syn=0.1, v_th=10.0)
+        states = [m.initial_state((1, 2), torch.zeros((), dtype=torch.float64)) for m in (model, plain)]
+        kick = torch.tensor([[0.5 * sign, -0.5 * sign]], dtype=torch.float64)
+        zero = torch.zeros_like(kick)
+        for k in range(20):
+            for m, st in zip((model, plain), states):
+                m.step(kick if k == 0 else zero, st, 1e-3)
+        decayed = 0.5 * sign * (1 - 1e-3 / 0.1) ** 20
+        assert states[0]["i"][0, 0].item() == pytest.approx(decayed, rel=1e-12)
+        assert states[0]["i"][0, 1].item() == -0.5 * sign  # held, not decayed
+        assert states[1]["i"][0, 1].item() == pytest.approx(-decayed, rel=1e-12)
+        assert states[0]["v"][0, 0].item() == states[1]["v"][0, 0].item()  # the decaying side is Norse's LIF
+        assert states[0]["v"][0, 1].item() * sign < states[1]["v"][0, 1].item() * sign  # v integrated the held current
+        assert model_from_data(model_to_data(model)) == model
+    assert model_from_data(model_to_data(LIF())).syn_leak == "both"
+    with pytest.raises(ValueError, match="syn_leak must be one of 'both', 'positive', 'negative', got 'pos'"):
+        LIF(syn_leak="pos")
 
 
 def test_membrane_floor_leaves_no_debt_from_a_negative_current():

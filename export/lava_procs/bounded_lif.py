@@ -1,13 +1,13 @@
 """A Lava LIF process with the dynamics :meth:`neuro.LIF.beyond_lava` names: a saturating current
 (``i_min`` / ``i_max``), a gated input (``gate_min`` / ``gate_max``), a subtractive reset, a membrane
-floor (``v_min``).
+floor (``v_min``), a current that decays on one side of 0 only (``syn_leak``).
 
 Lava's ``LIF`` integrates ``u <- u (1 - du) + a_in`` without bounds (its fixed-point model
 saturates only at the 24-bit range). :class:`BoundedLIF` adds the input of a second port,
 ``a_gated``, only where the current ``u (1 - du)`` lies inside ``(g_min, g_max)``, and clips ``u``
 to ``[u_min, u_max]`` right after the input is added, before ``v`` integrates it, and (with
 ``subtract_reset``) lowers ``v`` by ``vth`` on a spike instead of setting it to 0, and keeps ``v``
-at or above ``v_min``, as the torch engine does. Floating point only: on Loihi 2 each needs a custom neuron program.
+at or above ``v_min``, and decays ``u`` only on the ``syn_leak`` side of 0, as the torch engine does. Floating point only: on Loihi 2 each needs a custom neuron program.
 """
 from __future__ import annotations
 
@@ -23,21 +23,34 @@ from lava.proc.lif.process import LIF
 
 
 def custom_params(u_min: float = -np.inf, u_max: float = np.inf, g_min: float = -np.inf, g_max: float = np.inf,
-                  subtract_reset: bool = False, v_min: float = -np.inf) -> dict:
+                  subtract_reset: bool = False, v_min: float = -np.inf, syn_leak: str = "both") -> dict:
     """The process parameters of :class:`CustomLifFloat` (defaults: Lava's own LIF dynamics; ``v_min`` in
     Lava's voltage units)."""
     return dict(u_min=float(u_min), u_max=float(u_max), g_min=float(g_min), g_max=float(g_max),
-                subtract_reset=bool(subtract_reset), v_min=float(v_min))
+                subtract_reset=bool(subtract_reset), v_min=float(v_min), syn_leak=str(syn_leak))
+
+
+def decay_factor(u: np.ndarray, du: float, syn_leak: str = "both") -> np.ndarray:
+    """What Lava's current ``u`` (before this step's decay) is multiplied by as it decays: ``1 - du``,
+    or 1 where ``syn_leak`` holds it (``"positive"``: decays only while positive, ``"negative"``: only
+    while negative; :class:`neuro.LIF`). Also ours (after the decay) over Lava's, as ``u`` and ours
+    share their sign."""
+    if syn_leak == "both":
+        return np.full(np.shape(u), 1.0 - du)
+    held = np.asarray(u) <= 0 if syn_leak == "positive" else np.asarray(u) >= 0
+    return np.where(held, 1.0, 1.0 - du)
 
 
 class BoundedLIF(LIF):
     """``LIF`` whose current ``u`` stays in ``[u_min, u_max]``, whose ``a_gated`` input passes where
     ``u (1 - du)`` lies in ``(g_min, g_max)`` (numbers; ``-inf`` / ``inf``: no bound, no gate), that
-    resets by subtracting ``vth`` when ``subtract_reset`` and whose ``v`` stays at or above ``v_min``."""
+    resets by subtracting ``vth`` when ``subtract_reset``, whose ``v`` stays at or above ``v_min`` and
+    whose ``u`` decays only on the ``syn_leak`` side of 0 (``"both"``: Lava's LIF)."""
 
     def __init__(self, *, u_min: float = -np.inf, u_max: float = np.inf, g_min: float = -np.inf,
-                 g_max: float = np.inf, subtract_reset: bool = False, v_min: float = -np.inf, **kwargs) -> None:
-        super().__init__(**custom_params(u_min, u_max, g_min, g_max, subtract_reset, v_min), **kwargs)
+                 g_max: float = np.inf, subtract_reset: bool = False, v_min: float = -np.inf,
+                 syn_leak: str = "both", **kwargs) -> None:
+        super().__init__(**custom_params(u_min, u_max, g_min, g_max, subtract_reset, v_min, syn_leak), **kwargs)
         self.a_gated = InPort(shape=self.a_in.shape)
 
 
@@ -53,9 +66,9 @@ class CustomLifFloat:
             self.v[spike_vector] = 0
 
     def subthr_dynamics(self, activation_in: np.ndarray) -> None:
-        decayed = self.u * (1 - self.du)
-        gated = self.a_gated.recv()
         p = self.proc_params
+        decayed = self.u * decay_factor(self.u, self.du, p["syn_leak"])
+        gated = self.a_gated.recv()
         open_ = (decayed > p["g_min"]) & (decayed < p["g_max"])
         self.u[:] = np.clip(decayed + activation_in + np.where(open_, gated, 0.0), p["u_min"], p["u_max"])
         self.v[:] = np.maximum(self.v * (1 - self.dv) + self.u + self.bias_mant, p["v_min"])

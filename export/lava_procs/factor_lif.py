@@ -26,7 +26,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import AbstractPyLifModelFixed, AbstractPyLifModelFloat
 from lava.proc.lif.process import LearningLIF
 
-from export.lava_procs.bounded_lif import CustomLifFloat, custom_params
+from export.lava_procs.bounded_lif import CustomLifFloat, custom_params, decay_factor
 
 # Per post trace: ("driven", driver) or ("spike", decay per step, impulse) or None.
 TraceSpec = Optional[Tuple]
@@ -68,7 +68,7 @@ class PyFactorLIFModelFloat(CustomLifFloat, LearningNeuronModelFloat, AbstractPy
         signals = {
             "v": self.v * params["v_scale"],
             # The engine reports the current after this step's decay; Lava's u is before it.
-            "i": self.u * (1.0 - self.du),
+            "i": self.u * decay_factor(self.u, self.du, params["syn_leak"]),
         }
         if params["third_factor"]:
             signals["third_factor"] = np.asarray(self.a_third_factor_in.recv(), dtype=float)
