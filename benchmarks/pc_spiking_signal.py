@@ -95,7 +95,8 @@ def main(argv: List[str] = None) -> int:
     print(f"update directions from one step's error currents, {args.samples} samples, label clamped; "
           f"'settled' = averaged over steps {3 * steps // 4}..{steps}")
     print(f"{'layer':>5s} {'snap T vs T+2':>14s} {'snap T vs 2T':>13s} {'snap T vs settled':>18s} "
-          f"{'avg last T/4 vs settled':>24s} {'snap T vs BP':>13s} {'avg last T/4 vs BP':>19s} {'settled vs BP':>14s}")
+          f"{'avg last T/4 vs settled':>24s} {'snap T vs BP':>13s} {'avg last T/4 vs BP':>19s} {'settled vs BP':>14s} "
+          f"{'|snap T|/|BP|':>14s}")
     series = {}
     for name, d in late.items():
         settled = d[3 * steps // 4:].mean(dim=0)
@@ -107,6 +108,7 @@ def main(argv: List[str] = None) -> int:
             "snapshot_T_vs_backprop": cosine(d[T - 1], bp[name]),
             "average_last_quarter_of_T_vs_backprop": cosine(d[T - T // 4: T].mean(dim=0), bp[name]),
             "settled_vs_backprop": cosine(settled, bp[name]),
+            "snapshot_T_norm_over_backprop": float(d[T - 1].norm() / bp[name].norm()),
             "cosine_vs_settled": [cosine(d[t], settled) for t in range(steps)],
             "cosine_vs_backprop": [cosine(d[t], bp[name]) for t in range(steps)],
         }
@@ -116,7 +118,7 @@ def main(argv: List[str] = None) -> int:
         print(f"{name:>5s} {row['snapshot_T_vs_T_plus_2']:14.3f} {row['snapshot_T_vs_2T']:13.3f} "
               f"{row['snapshot_T_vs_settled']:18.3f} {row['average_last_quarter_of_T_vs_settled']:24.3f} "
               f"{row['snapshot_T_vs_backprop']:13.3f} {row['average_last_quarter_of_T_vs_backprop']:19.3f} "
-              f"{row['settled_vs_backprop']:14.3f}")
+              f"{row['settled_vs_backprop']:14.3f} {row['snapshot_T_norm_over_backprop']:14.3f}")
     curves(list(range(1, steps + 1)), series, out / "pc_spiking_signal.png", "step of the clamped presentation",
            "cosine of the update direction", f"spiking PC after {cfg.epochs} epoch: the rule reads step {T}")
     (out / "results.json").write_text(json.dumps(results, indent=1))
