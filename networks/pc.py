@@ -175,9 +175,7 @@ class PCNetwork:
         relaxes too, from ``x`` (inference of the input). Returns values ``x_0..x_L``, errors
         ``e_1..e_L`` and the batch-mean energy before each step and after the last (``steps + 1``).
         """
-        values = [torch.as_tensor(x, dtype=self.dtype)]
-        for l in range(1, self.L + 1):
-            values.append(self._mu(l, values[-1]))
+        values = self.start_values(torch.as_tensor(x, dtype=self.dtype))
         if target is not None:
             values[-1] = torch.as_tensor(target, dtype=self.dtype)
         energies = []
@@ -193,8 +191,20 @@ class PCNetwork:
                 if l < self.L:
                     slope = self.df(values[l]) if l > 0 else 1.0  # the input is used as it is
                     drive = drive + slope * (errors[l] @ self.W(l + 1))
-                values[l] = values[l] + self.cfg.gamma * drive
+                values[l] = self.relax(l, values[l], drive)
         return values, errors, energies
+
+    def start_values(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Where inference starts: the feed-forward pass of ``x`` ``(B, n_0)``, values ``x_0..x_L``."""
+        values = [x]
+        for l in range(1, self.L + 1):
+            values.append(self._mu(l, values[-1]))
+        return values
+
+    def relax(self, l: int, value: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+        """One inference step of layer ``l``'s values ``(B, n_l)`` along ``drive`` = minus the energy's
+        gradient: ``value + gamma * drive``."""
+        return value + self.cfg.gamma * drive
 
     def learn(self, x: torch.Tensor, target: torch.Tensor) -> List[float]:
         """One mini-batch: infer with the label clamped, then every prediction learns by :func:`pc_rule`

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from neuro.native import compiler
 
@@ -110,6 +111,30 @@ def test_pc_spiking_signal_quick(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse names the unknown field
         _load("pc_spiking_signal").main(["--quick", "--config", '{"tau_valu": 2}', "--out", str(tmp_path)])
     assert "tau_valu" in capsys.readouterr().err
+
+
+def test_pc_rate_emulation_quick(tmp_path, capsys):
+    """The rate network with no departure is the rate network (same accuracy from the same seed); a
+    leak moves the settled values towards 0 by the fraction it says."""
+    mod = _load("pc_rate_emulation")
+    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert len(results) == 3 and all(r["accuracy"] > 0.5 for r in results.values())
+    from networks.pc import PCConfig, PCNetwork, build
+    from neuro.datasets import load_digits
+    cfg = PCConfig(hidden=(16,), steps=400, gamma=0.2, activation=mod.CLIP)
+    x = torch.as_tensor(load_digits().x_test[:8], dtype=torch.float64)
+    target = torch.eye(10, dtype=torch.float64)[:8]
+    plain = PCNetwork(build(64, 10, cfg), cfg, dtype=torch.float64)
+    same = mod.EmulatedPC(build(64, 10, cfg), cfg, mod.Departure(), dtype=torch.float64)
+    leaky = mod.EmulatedPC(build(64, 10, cfg), cfg, mod.Departure(leak=0.04), dtype=torch.float64)
+    settled = [net.infer(x, target, cfg.steps)[0][1] for net in (plain, same, leaky)]
+    torch.testing.assert_close(settled[1], settled[0], rtol=0, atol=0)
+    # Settled with the leak, a negative value v (no feedback from above: f' = 0) keeps the error -0.04 v.
+    values, errors, _ = leaky.infer(x, target, cfg.steps)
+    negative = values[1] < -0.05
+    assert negative.sum() > 5
+    torch.testing.assert_close(errors[0][negative], -0.04 * values[1][negative], rtol=1e-3, atol=1e-6)
 
 
 def test_w1_stdp_benchmark_quick(tmp_path, capsys):
