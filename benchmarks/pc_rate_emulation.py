@@ -3,12 +3,12 @@
 :mod:`networks.pc_spiking` differs from :mod:`networks.pc` in more than spikes: its activation is
 ``f = clip(., 0, 1)`` (a value unit fires at most once a step), its values are bounded to [-1, 1], they
 start each presentation at 0 and, above all, they leak (``tau_value``): a value settles where its
-leak balances its error, a standing error of ``dt / (tau_value * feedback)`` of the value (4.3 % at
+leak balances its error, a standing error of ``dt / (tau_value * feedback)`` of the value (4 % at
 the defaults). This script trains the rate network with each of these (10 epochs at eta 0.1, the
 spiking network's budget) and prints the test accuracy of each, so what each costs is measured
 without spike noise.
 
-    python benchmarks/pc_rate_emulation.py            # MNIST-5k, 11 variants (~2 min on one core)
+    python benchmarks/pc_rate_emulation.py            # MNIST-5k, 11 variants (~3 min on one core)
     python benchmarks/pc_rate_emulation.py --quick    # digits, 3 variants, 2 epochs (~5 s)
 
 Writes ``results.json`` to ``--out``.
@@ -25,13 +25,10 @@ from typing import List
 import torch
 
 from neuro.datasets import load_digits, load_mnist5k
-from networks import pc as pcnet
 from networks.pc import PCConfig, PCNetwork, accuracy, build, train
 from networks.pc_spiking import SpikingPCConfig
 
-CLIP = "clip"
-# f = clip(x, 0, 1), the spiking value unit's output, with its slope (0 outside (0, 1)).
-pcnet.ACTIVATIONS.setdefault(CLIP, (lambda x: x.clamp(0.0, 1.0), lambda x: ((x > 0) & (x < 1)).to(x.dtype)))
+CLIP = "clip"  # f = clip(x, 0, 1), the spiking value unit's output (networks.pc.ACTIVATIONS)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ identical and weights agree to float rounding.
 """
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing
 import sys
@@ -105,6 +106,11 @@ def _lif_params(name: str, pop, dt: float) -> Dict[str, float]:
     if isinstance(m, IAF):
         return dict(du=1.0, dv=0.0, vth=m.v_th, bias_mant=0.0, u=0.0, v=0.0, v_scale=1.0)
     raise LavaExportError(f"population {name!r}: no Lava process for {type(m).__name__}")
+
+
+def _as_is(data: np.ndarray) -> np.ndarray:
+    """A monitored Lava variable that already is ours (spikes, weights, tags)."""
+    return data
 
 
 def _custom_lif(pop) -> Optional[LIF]:
@@ -220,7 +226,7 @@ def run_lava(
     )
     third_factors = dict(third_factors or {})
     lowered = {n: to_loihi_rule(p.rule, dt) for n, p in network.projections.items() if p.rule is not None}
-    procs, scale, current_scale, factor_sources = {}, {}, {}, []
+    procs, scale, current_decay, factor_sources = {}, {}, {}, []
     for name, pop in network.populations.items():
         if isinstance(pop, InputPopulation):
             procs[name] = RingBuffer(data=spikes[name].T.copy())
@@ -229,13 +235,13 @@ def run_lava(
         scale[name] = params.pop("v_scale")
         m = _custom_lif(pop)
         # Lava's u is the current before this step's decay; the engine reports it after.
-        current_scale[name] = (params["du"], "both" if m is None else m.syn_leak)
+        current_decay[name] = (params["du"], "both" if m is None else m.syn_leak)
         if f"neurons/{name}/v" in start:
             # Lava's v is ours / v_scale; its u is the current before this step's decay.
             params["v"] = start[f"neurons/{name}/v"] / scale[name]
             if f"neurons/{name}/i" in start:  # LIF; an IAF keeps no current
                 i = start[f"neurons/{name}/i"]
-                params["u"] = i / decay_factor(i, *current_scale[name])
+                params["u"] = i / decay_factor(i, *current_decay[name])
         specs = _post_factor_specs(network, name, lowered)
         custom = None if m is None else dict(u_min=m.i_min, u_max=m.i_max, g_min=m.gate_min, g_max=m.gate_max,
                                              subtract_reset=m.subtract_reset, v_min=m.v_min / scale[name],
@@ -306,16 +312,20 @@ def run_lava(
         mon = Monitor()
         if target in network.populations and var == "spikes":
             mon.probe(procs[target].s_out, steps)
-            probes[m] = (mon, procs[target].name, "s_out", None)
+            probes[m] = (mon, procs[target].name, "s_out", _as_is)
         elif target in scale and var in ("v", "i"):
             lava_var = "v" if var == "v" else "u"
             mon.probe(getattr(procs[target], lava_var), steps)
             # Lava's v is ours divided by dv (see the module docstring); its u is ours before the decay.
-            probes[m] = (mon, procs[target].name, lava_var, scale[target] if var == "v" else current_scale[target])
+            if var == "v":
+                to_ours = functools.partial(np.multiply, scale[target])
+            else:
+                to_ours = lambda u, decay=current_decay[target]: u * decay_factor(u, *decay)  # noqa: E731
+            probes[m] = (mon, procs[target].name, lava_var, to_ours)
         elif target in conns and var in ("w", "t", "d"):
             lava_var = {"w": "weights", "t": "tag_1", "d": "tag_2"}[var]
             mon.probe(getattr(conns[target], lava_var), steps)
-            probes[m] = (mon, conns[target].name, lava_var, None)
+            probes[m] = (mon, conns[target].name, lava_var, _as_is)
         else:
             raise LavaExportError(f"cannot monitor {m!r} on Lava: use pop.spikes, pop.v, pop.i, proj.w, proj.t, proj.d")
 
@@ -332,12 +342,8 @@ def run_lava(
             done += n
             for p in live:  # the source learned at the end of this chunk: rewrite its copy
                 conns[p.name].weights.set(p.tie.apply(np.asarray(conns[p.tie.source].weights.get(), dtype=np.float64)))
-        for m, (mon, pname, var, factor) in probes.items():
-            data = np.asarray(mon.get_data()[pname][var], dtype=np.float64)
-            if isinstance(factor, tuple):  # a current: (du, syn_leak)
-                data = data * decay_factor(data, *factor)
-            elif factor is not None:
-                data = data * factor
+        for m, (mon, pname, var, to_ours) in probes.items():
+            data = to_ours(np.asarray(mon.get_data()[pname][var], dtype=np.float64))
             out.data[m] = torch.as_tensor(data)[:, None]
             out.steps[m] = list(range(1, steps + 1))
     finally:

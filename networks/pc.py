@@ -43,6 +43,8 @@ from neuro.plasticity import CompiledRule, RateContext
 ACTIVATIONS = {
     "tanh": (torch.tanh, lambda x: 1.0 - torch.tanh(x) ** 2),
     "relu": (torch.relu, lambda x: (x > 0).to(x.dtype)),
+    # the spiking value unit's output (it fires at most once a step), as :mod:`networks.pc_spiking` uses it
+    "clip": (lambda x: x.clamp(0.0, 1.0), lambda x: ((x > 0) & (x < 1)).to(x.dtype)),
 }
 
 
@@ -56,7 +58,7 @@ class PCConfig:
         gamma: inference rate of the value units (per step).
         eta: learning rate (per sample; the batch mean is applied).
         epochs, batch: passes over the training images, mini-batch size.
-        activation: ``f`` of the value units feeding a prediction (``tanh`` or ``relu``).
+        activation: ``f`` of the value units feeding a prediction (``tanh``, ``relu`` or ``clip``: ``clip(x, 0, 1)``).
         nudge: while learning, the top layer is clamped this fraction of the way from its
             prediction to the label (1: at the label). Small nudges keep the errors small, where
             PC's update approaches backprop's gradient; scale ``eta`` by ``1 / nudge`` to keep
