@@ -175,15 +175,15 @@ def test_one_sided_value_leak_keeps_the_pairs_mirrored():
 def test_spiking_pc_learns_digits_and_its_energy_falls():
     data = load_digits()
     # 64 steps a sample: fast errors (5 ms) and feedback 0.05 settle the values in time (critically damped).
-    cfg = SpikingPCConfig(hidden=(32,), epochs=2, eta=0.1, steps=64, test_steps=64, tau_error=5e-3, feedback=0.05)
+    cfg = SpikingPCConfig(hidden=(32,), epochs=3, eta=0.1, steps=64, test_steps=64, tau_error=5e-3, feedback=0.05)
     pc = SpikingPC(64, 10, cfg)
     n_test = 300
     untrained = pc.accuracy(data.x_test[:n_test], data.y_test[:n_test])
     pc.train(data.x_train, data.y_train)
     learned = pc.accuracy(data.x_test[:n_test], data.y_test[:n_test])
     forward = pc.rate_accuracy(data.x_test[:n_test], data.y_test[:n_test])
-    # Measured: untrained 0.15, learned 0.80 after two epochs, the forward pass of the weights 0.80.
-    assert untrained < 0.25 and learned > 0.7, (untrained, learned)
+    # Measured: untrained 0.15, learned 0.75 after three epochs (seed 1: 0.74), the forward pass of the weights 0.76.
+    assert untrained < 0.25 and learned > 0.65, (untrained, learned)
     assert learned > forward - 0.1, (learned, forward)  # the spike-count readout reads what was learned
     energy, rec = pc.clamped_run(data.x_test[:50], data.y_test[:50], monitors=["x1.spikes"])
     assert energy.shape == (cfg.steps,) and rec["x1.spikes"].shape == (cfg.steps, 50, 32)
@@ -232,9 +232,10 @@ def test_check_names_what_loihi2_cannot_run(tmp_path, capsys):
     assert sorted(r.split("'")[1] for r in ties) == ["e2n_to_x1", "e2n_to_x1m", "e2p_to_x1", "e2p_to_x1m"]
     assert all("every 128 steps" in r for r in ties)  # once per presented sample
     neurons = sorted((r.split("'")[1], kind) for r in reasons
-                     for kind in ("saturates", "gated input", "subtracting", "floor") if kind in r)
-    values = [(p, k) for p in ("x1", "x1m") for k in ("saturates", "gated input", "subtracting")]
-    errors = [(e, "subtracting") for e in ("e1n", "e1p", "e2n", "e2p")]
+                     for kind in ("saturates", "gated input", "subtracting", "floor", "decays only while") if kind in r)
+    # The defaults: values leak on one side of 0 only (value_leak), error membranes are floored (error_floor).
+    values = [(p, k) for p in ("x1", "x1m") for k in ("saturates", "gated input", "subtracting", "decays only while")]
+    errors = [(e, k) for e in ("e1n", "e1p", "e2n", "e2p") for k in ("subtracting", "floor")]
     assert neurons == sorted(values + errors)
     assert all("custom (microcode) neuron program" in r for r in reasons if r not in ties)
     assert len(reasons) == len(ties) + len(neurons), reasons  # nothing else: the rule, the pairs and the sizes fit
