@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,7 +80,7 @@ def test_continual_benchmark_meets_the_issue_targets(tmp_path):
 
 
 def test_pc_benchmark_quick(tmp_path):
-    assert _load("pc_mnist").main(["--quick", "--out", str(tmp_path)]) == 0
+    assert _load("pc_mnist").main(["--quick", "--out", str(tmp_path), "--spiking-seeds", "0,1"]) == 0
     digits = json.loads((tmp_path / "results.json").read_text())["results"]["digits"]
     accs = [digits["pc"][t]["accuracy"] for t in ("1", "2", "4", "8")]
     assert accs[-1] > accs[0] and accs[-1] > 0.8  # more inference steps, closer to backprop
@@ -90,6 +91,12 @@ def test_pc_benchmark_quick(tmp_path):
     spiking = digits["spiking"]  # 2 epochs of 128 steps in --quick: measured 0.825 (its weights' forward pass 0.839)
     assert spiking["accuracy"] > 0.7 and spiking["energy_end"] < 0.8 * spiking["energy_peak"]
     assert spiking["config"]["epochs"] == 2
+    runs = spiking["runs"]  # one network per seed, the reported accuracy their mean
+    assert [r["seed"] for r in runs] == [0, 1] and spiking["config"]["seed"] == 0
+    assert spiking["accuracy"] == pytest.approx(np.mean([r["accuracy"] for r in runs]))
+    assert all(r["accuracy"] > 0.7 for r in runs), runs
+    with pytest.raises(SystemExit):
+        _load("pc_mnist").main(["--quick", "--out", str(tmp_path), "--spiking-seeds", "0,0"])
     for plot in ("digits_spiking_energy.png", "digits_spiking_raster.png"):
         assert (tmp_path / plot).stat().st_size > 5000
 
