@@ -10,7 +10,7 @@ the energy falling over inference steps, and the images a generative PC network
 its accuracy read from spike counts, the rate forward pass of its learned weights, its time
 ratio to backprop, a raster and its energy falling during one clamped presentation.
 
-    python benchmarks/pc_mnist.py            # MNIST-5k (4,000/1,000) and digits (~20 min on 2 cores)
+    python benchmarks/pc_mnist.py            # MNIST-5k (4,000/1,000) and digits (~20-30 min on 2 cores)
     python benchmarks/pc_mnist.py --quick    # digits only, fewer steps and epochs (~1 min)
     python benchmarks/pc_mnist.py --spiking-seeds 0,1,2,3,4,5   # the spiking network's mean over six seeds
 """
