@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import List
 
@@ -115,7 +115,7 @@ def main(argv: List[str] = None) -> int:
         train(net, data.x_train, data.y_train, n_classes, seed=c.seed)
         acc = accuracy(net, data.x_test, data.y_test)
         results[name] = {"accuracy": acc, "seconds": time.perf_counter() - t0, "steps": c.steps,
-                         "departure": departure.__dict__}
+                         "departure": asdict(departure)}
         print(f"{name:48s} {acc:8.3f} {results[name]['seconds']:5.0f}", flush=True)
     (out / "results.json").write_text(json.dumps({"data": "digits" if args.quick else "mnist5k", "eta": cfg.eta,
                                                   "epochs": cfg.epochs, "results": results}, indent=1))
