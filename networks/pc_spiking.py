@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -105,6 +105,13 @@ class SpikingPCConfig:
             epoch, but 0.891 and 0.898 after ten (seeds 0, 1), against 0.896 and 0.899 with ``"both"``.
             With ``tau_value`` 2 s as well (the defaults), seeds 0-3: 0.892, 0.903, 0.902, 0.901 (mean
             0.8995), against 0.896, 0.899, 0.897, 0.895 for ``"both"`` at 1 s; seeds 0-9: mean 0.8977.
+        leak_free_steps: the last steps of each clamped (training) presentation during which no value
+            leaks (``LIF(syn_leak="none")`` swapped in with ``Simulator.set_model``): the leak keeps learning
+            stable while the values settle, and the standing error of ``dt / (tau_value * feedback)`` times
+            each value it leaves fades before the rule reads the errors at the last step (a settling time
+            constant of ~40 steps). 0: the values leak throughout. Test presentations leak throughout. On
+            Lava or Loihi this is the host setting the value compartments' ``du`` to 0 between two runs of
+            a presentation; the exporters take the graph, whose values leak.
         dt: simulation step (s).
         seed: initial weights, sample order and input spikes.
     """
@@ -127,6 +134,7 @@ class SpikingPCConfig:
     error_floor: bool = True
     value_floor: bool = False
     value_leak: str = "positive"
+    leak_free_steps: int = 0
     dt: float = 1e-3
     seed: int = 0
 
@@ -135,6 +143,8 @@ class SpikingPCConfig:
             v = getattr(self, name)
             if int(v) != v or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if int(self.leak_free_steps) != self.leak_free_steps or not 0 <= self.leak_free_steps <= self.steps:
+            raise ValueError(f"leak_free_steps must be an integer in [0, steps={self.steps}], got {self.leak_free_steps!r}")
         if self.steps & (self.steps - 1):
             raise ValueError(f"steps must be a power of two (the rule learns every 2**k steps), got {self.steps}")
         if self.value_leak not in ("both", "positive"):
@@ -289,11 +299,28 @@ class SpikingPC:
                 sim.state[name]["i"] = v.clone()
                 sim.state[f"{name}m"]["i"] = -v
 
+    def present(self, sim: Simulator, inputs: Dict[str, torch.Tensor], steps: int, monitors=()) -> Recording:
+        """Run a clamped presentation of ``steps`` steps on ``sim`` (started already): the values leak
+        but for the last :attr:`SpikingPCConfig.leak_free_steps` of them."""
+        free = min(self.cfg.leak_free_steps, steps)
+        first = sim.run(steps - free, inputs=inputs, monitors=monitors)
+        if not free:
+            return first
+        values = [name for l in range(1, self.L) for name in (f"x{l}", f"x{l}m")]
+        for name in values:
+            sim.set_model(name, replace(self.network.populations[name].model, syn_leak="none"))
+        try:
+            last = sim.run(free, inputs=inputs, monitors=monitors, first_step=steps - free)
+        finally:
+            for name in values:
+                sim.set_model(name, self.network.populations[name].model)
+        return first.then(last)
+
     def learn(self, x: torch.Tensor, onehot: torch.Tensor) -> None:
         """Show ``cfg.batch`` samples for ``cfg.steps`` steps with their labels clamped; learn at the end."""
         self.start(self.sim, x)
         ones = torch.ones(len(x), 1, dtype=self.dtype)
-        self.sim.run(self.cfg.steps, inputs={"x0": x, "bias": ones, TOP: onehot})
+        self.present(self.sim, {"x0": x, "bias": ones, TOP: onehot}, self.cfg.steps)
 
     def train(self, x: np.ndarray, labels: np.ndarray, progress: bool = False) -> float:
         """``cfg.epochs`` epochs over the images (the last incomplete batch of each is left out, as the
@@ -360,7 +387,7 @@ class SpikingPC:
     def clamped_run(self, x: np.ndarray, labels: np.ndarray, monitors=(),
                     steps: Optional[int] = None) -> Tuple[np.ndarray, Recording]:
         """Show images with their labels clamped for ``steps`` steps (default ``cfg.steps``, the training
-        presentation), learning off.
+        presentation, its last ``cfg.leak_free_steps`` without the values' leak), learning off.
 
         Returns the energy ``1/2 sum_l ||e_l||^2`` per step (batch mean, errors read from the
         ``e<l>p`` currents) ``(steps,)`` and the recording of ``monitors``."""
@@ -369,9 +396,8 @@ class SpikingPC:
         sim = self.frozen(len(x), clamped=True)
         self.start(sim, xt)
         errors = [f"e{l}p.i" for l in range(1, self.L + 1)]
-        rec = sim.run(self.cfg.steps if steps is None else steps,
-                      inputs={"x0": xt, "bias": torch.ones(len(x), 1), TOP: onehot},
-                      monitors=[*errors, *monitors])
+        rec = self.present(sim, {"x0": xt, "bias": torch.ones(len(x), 1), TOP: onehot},
+                           self.cfg.steps if steps is None else steps, monitors=[*errors, *monitors])
         gain = self.cfg.current_gain
         energy = sum(0.5 * ((rec[m] / gain) ** 2).sum(dim=2).mean(dim=1) for m in errors)
         return energy.cpu().numpy(), rec

@@ -186,6 +186,9 @@ class Simulator:
         for proj in network.projections.values():
             self._init_projection(proj)
         self._tied = [p for p in network.projections.values() if p.tie is not None]
+        # The neuron model each population steps with: the network's, until set_model swaps one (the
+        # network is shared by simulators and exporters and stays as built).
+        self.models = {pop.name: pop.model for pop in network.populations.values() if isinstance(pop, Population)}
         self._graphs = StepGraphs(self) if graph_steps else None
         self.reset()
         self._native = NativeLoop(self) if native else None
@@ -221,7 +224,7 @@ class Simulator:
         self.spikes: Dict[str, torch.Tensor] = {}
         for pop in self.network.populations.values():
             if isinstance(pop, Population):
-                self.state[pop.name] = pop.model.initial_state(shape(pop.n), self._like)
+                self.state[pop.name] = self.models[pop.name].initial_state(shape(pop.n), self._like)
             self.spikes[pop.name] = torch.zeros(shape(pop.n), dtype=self.dtype, device=self.device)
         self.buffers = {
             p.name: torch.zeros(shape(self.network.populations[p.post].n), dtype=self.dtype, device=self.device)
@@ -237,11 +240,29 @@ class Simulator:
         for pop in self.network.populations.values():
             if isinstance(pop, Population):
                 keep = {"theta": self.state[pop.name]["theta"]} if "theta" in self.state[pop.name] else {}
-                self.state[pop.name] = pop.model.initial_state((self.replicas, pop.n), self._like)
+                self.state[pop.name] = self.models[pop.name].initial_state((self.replicas, pop.n), self._like)
                 self.state[pop.name].update(keep)
             self.spikes[pop.name].zero_()
         for b in self.buffers.values():
             b.zero_()
+
+    def set_model(self, population: str, model) -> None:
+        """Step ``population`` with ``model`` from now on, keeping its state: a parameter changed between
+        runs, e.g. a current decay switched off for the end of a presentation (on Lava, setting a process's
+        ``du`` between runs). ``model`` must be of the same type as the network's (the same state variables).
+        Eager simulators only: a compiled step, CUDA graphs and the native loop hold the model's constants."""
+        pop = self.network.populations.get(population)
+        if pop is None:
+            raise KeyError(f"set_model: unknown population {population!r}; have {sorted(self.models)}")
+        if not isinstance(pop, Population):
+            raise ValueError(f"set_model: {population!r} is an input population, it has no neuron model")
+        if type(model) is not type(pop.model):
+            raise TypeError(f"set_model {population!r}: the network's model is a {type(pop.model).__name__}, "
+                            f"got a {type(model).__name__} (the state variables must stay the same)")
+        if self._compiled is not None or self._graphs is not None or self._native is not None:
+            raise ValueError(f"set_model {population!r}: needs an eager simulator (no compile, graph_steps or "
+                             f"native), which read the model at their first step")
+        self.models[population] = model
 
     def set_param(self, projection: str, name: str, values: TensorLike) -> None:
         """Give rule parameter ``name`` of ``projection`` one value or one value per replica ``(R,)``."""
@@ -341,7 +362,7 @@ class Simulator:
             else:
                 c = currents[pop.name]
                 c = torch.zeros_like(self.spikes[pop.name]) if c is None else c
-                self.spikes[pop.name] = pop.model.step(c, self.state[pop.name], self.dt, gated.get(pop.name))
+                self.spikes[pop.name] = self.models[pop.name].step(c, self.state[pop.name], self.dt, gated.get(pop.name))
         for proj in net.projections.values():
             self.buffers[proj.name] = self._propagate(self.syn[proj.name]["w"], self.spikes[proj.pre],
                                                       self._lists.get(proj.name))
@@ -394,6 +415,7 @@ class Simulator:
         monitors: Iterable[str] = (),
         every: int = 1,
         progress: bool = False,
+        first_step: int = 0,
     ) -> Recording:
         """Run ``steps`` steps and return what ``monitors`` asked for.
 
@@ -407,7 +429,15 @@ class Simulator:
         recorded every ``every`` steps. Traces read as Loihi's trace registers do:
         their value at the start of the current learning epoch (with ``t_epoch = 1``,
         the value after this step's spikes).
+
+        ``first_step``: the step of the presentation the run starts at (encoders' spike times count from
+        it), to go on with a presentation that an earlier run began, e.g. after :meth:`set_model`.
         """
+        if int(first_step) != first_step or first_step < 0:
+            raise ValueError(f"first_step must be a non-negative integer, got {first_step!r}")
+        if first_step and (self._native is not None or self._graphs is not None):
+            raise ValueError("first_step needs a simulator without native or graph_steps, whose runs start "
+                             "presentations at step 0")
         per_step, held = split_inputs(self.network, steps, inputs, self.dtype, self.device)
         held = {name: self._as_state(x, self.network.populations[name].n, f"input {name!r}") for name, x in held.items()}
         tf_held, tf_seq = {}, {}
@@ -423,7 +453,7 @@ class Simulator:
         def advance(k: int) -> None:
             step_inputs = {**held, **{name: v[k] for name, v in per_step.items()}}
             tf = {**tf_held, **{name: v[k] for name, v in tf_seq.items()}}
-            self.step(step_inputs, tf, step_in_presentation=k)
+            self.step(step_inputs, tf, step_in_presentation=first_step + k)
 
         if self._native is not None:
             check_steps(steps)

@@ -362,7 +362,7 @@ class NativeLoop:
         src(f"S v_dec = v + {a_mem} * (({_lit(m.v_leak)} - v) + i_new);")
         src(f"S i_dec = i_new + {a_syn} * i_new;")
         if m.syn_leak != "both":
-            held = "i_new <= S(0)" if m.syn_leak == "positive" else "i_new >= S(0)"
+            held = {"positive": "i_new <= S(0)", "negative": "i_new >= S(0)", "none": "true"}[m.syn_leak]
             src(f"i_dec = ({held}) ? i_new : i_dec;")
         src("S z = (S)((v_dec - vth) > 0);  // a value, not a branch: the loop vectorises")
         src(f"S v_new = (S(1) - z) * v_dec + z * {_lit(m.v_reset)};")

@@ -19,7 +19,7 @@ def _check_positive(name: str, value: float, allow_inf: bool = False) -> None:
         raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
-SYN_LEAKS = ("both", "positive", "negative")
+SYN_LEAKS = ("both", "positive", "negative", "none")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,9 @@ class LIF:
             positive instead of first making up what it integrated below.
         syn_leak: on which side of 0 the current decays: ``"both"`` (Norse's LIF); ``"positive"``, only
             while positive (a negative current is held, a perfect integrator there); ``"negative"``, only
-            while negative. The side is that of the current once this step's input is added.
+            while negative; ``"none"``, never (a perfect integrator; e.g. swapped in for part of a
+            presentation with :meth:`Simulator.set_model`). The side is that of the current once this
+            step's input is added.
         gate_min, gate_max: the open interval of the current in which gated input passes
             (dimensionless; -inf / inf: no gate, and no gated projection may target the neuron).
     """
@@ -119,7 +121,9 @@ class LIF:
             out.append("it resets by subtracting its threshold (subtract_reset), where a standard LIF sets v to v_reset")
         if not math.isinf(self.v_min):
             out.append(f"its membrane has a floor at {self.v_min:g} (v_min), where a standard LIF's falls without bound")
-        if self.syn_leak != "both":
+        if self.syn_leak == "none":
+            out.append("its current never decays (syn_leak='none'), where a standard LIF's decays with tau_syn")
+        elif self.syn_leak != "both":
             out.append(f"its current decays only while {self.syn_leak} (syn_leak), where a standard LIF's decays "
                        "on both sides of 0")
         return out
@@ -162,8 +166,11 @@ class LIF:
         else:
             # Norse decays the current plus this step's input; on the held side that sum is kept as is.
             i_new = state["i"] + current
-            held = i_new <= 0 if self.syn_leak == "positive" else i_new >= 0
-            state["i"] = torch.where(held, i_new, new.i)
+            if self.syn_leak == "none":
+                state["i"] = i_new
+            else:
+                held = i_new <= 0 if self.syn_leak == "positive" else i_new >= 0
+                state["i"] = torch.where(held, i_new, new.i)
         if self.theta_plus > 0:
             decay = 1.0 if math.isinf(self.tau_theta) else math.exp(-dt / self.tau_theta)
             state["theta"] = state["theta"] * decay + self.theta_plus * z

@@ -26,6 +26,13 @@ class Recording:
     def __contains__(self, name: str) -> bool:
         return name in self.data
 
+    def then(self, later: "Recording") -> "Recording":
+        """This recording followed by ``later``'s, of a run that went on (the same monitors)."""
+        if set(later.data) != set(self.data):
+            raise ValueError(f"then: the recordings monitor {sorted(self.data)} and {sorted(later.data)}")
+        return Recording({k: torch.cat([v, later.data[k]]) for k, v in self.data.items()},
+                         {k: self.steps[k] + later.steps[k] for k in self.steps})
+
 
 def count_monitor(monitor: str) -> Optional[str]:
     """The population of a spike-count monitor ``"population.count"``, else ``None``."""

@@ -310,3 +310,65 @@ def test_cuda_event_driven_and_compiled_steps_match_dense():
     for name in ("event", "compiled", "graphs"):
         assert torch.equal(runs[name]["out.spikes"], runs["dense"]["out.spikes"]), name
         assert torch.allclose(runs[name]["ff.w"], runs["dense"]["ff.w"], atol=1e-9), name
+
+
+def _regular_net():
+    from neuro import RegularEncoder
+
+    net = Network(dt=1e-3)
+    net.input("a", 5, RegularEncoder(max_rate=400.0))
+    net.population("b", 4, LIF(tau_mem=10e-3, tau_syn=20e-3, v_th=0.2))
+    net.connect("a", "b", np.random.default_rng(5).uniform(0.0, 0.5, (4, 5)), name="ab")
+    return net, {"a": np.array([0.9, 0.7, 0.45, 0.3, 0.15])}
+
+
+def test_a_run_goes_on_from_first_step():
+    """Two runs, the second from ``first_step=30``, are one run of 50 steps (the encoders' spike times
+    go on); starting the second again at step 0 is not (the regular spikes restart)."""
+    net, inputs = _regular_net()
+    whole = Simulator(net, dtype=torch.float64).run(50, inputs, monitors=["a.spikes", "b.v"])
+    sim = Simulator(net, dtype=torch.float64)
+    parts = sim.run(30, inputs, monitors=["a.spikes", "b.v"]).then(
+        sim.run(20, inputs, monitors=["a.spikes", "b.v"], first_step=30))
+    assert parts.steps == whole.steps
+    for m in ("a.spikes", "b.v"):
+        assert torch.equal(parts[m], whole[m]), m
+    sim = Simulator(net, dtype=torch.float64)
+    sim.run(30, inputs)
+    restarted = sim.run(20, inputs, monitors=["a.spikes"])
+    assert not torch.equal(restarted["a.spikes"], whole["a.spikes"][30:])
+    with pytest.raises(ValueError, match="first_step must be a non-negative integer"):
+        sim.run(5, inputs, first_step=-1)
+    with pytest.raises(ValueError, match="then: the recordings monitor"):
+        whole.then(restarted)
+
+
+def test_set_model_swaps_a_populations_dynamics_and_keeps_its_state():
+    """``set_model`` changes how a population steps from then on (here: its current stops decaying),
+    keeps the state, leaves the network and other simulators alone, and refuses what it cannot do."""
+    net, inputs = _regular_net()
+    sim = Simulator(net, dtype=torch.float64)
+    other = Simulator(net, dtype=torch.float64)
+    sim.run(40, inputs)
+    other.run(40, inputs)
+    i_before = sim.state["b"]["i"].clone()
+    assert (i_before > 0.05).all()
+    from dataclasses import replace
+
+    sim.set_model("b", replace(net.populations["b"].model, syn_leak="none"))
+    sim.run(10)  # no input: the current is held
+    other.run(10)
+    assert torch.equal(sim.state["b"]["i"], i_before)
+    torch.testing.assert_close(other.state["b"]["i"], i_before * (1 - 1e-3 / 20e-3) ** 10, rtol=1e-12, atol=0)
+    assert net.populations["b"].model.syn_leak == "both"
+    sim.set_model("b", net.populations["b"].model)
+    sim.run(10)
+    torch.testing.assert_close(sim.state["b"]["i"], i_before * (1 - 1e-3 / 20e-3) ** 10, rtol=1e-12, atol=0)
+    with pytest.raises(KeyError, match="unknown population 'c'"):
+        sim.set_model("c", LIF())
+    with pytest.raises(ValueError, match="'a' is an input population"):
+        sim.set_model("a", LIF())
+    with pytest.raises(TypeError, match="network's model is a LIF, got a IAF"):
+        sim.set_model("b", IAF())
+    with pytest.raises(ValueError, match="needs an eager simulator"):
+        Simulator(net, compile=True).set_model("b", LIF())

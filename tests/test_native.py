@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(compiler() is None, reason="needs a C++ compiler
 
 
 def _lif_features_iaf():
-    """Gates, bounds, subtractive reset, a membrane floor, one-sided leaks, adaptive thresholds, IAF, a tie, t_epoch 3."""
+    """Gates, bounds, subtractive reset, a membrane floor, one-sided and no leaks, adaptive thresholds, IAF, a tie, t_epoch 3."""
     rule = LearningRule(dw=0.03 * y0 * x1 - 0.02 * x0 * y1, traces={"x1": Trace(0.5, 15e-3), "y1": Trace(1.0, 10e-3)},
                         t_epoch=3, w_min=-1.0, w_max=1.0)
     net = Network(dt=1e-3)
@@ -40,6 +40,8 @@ def _lif_features_iaf():
     net.connect("a", "b", rng.uniform(0, 0.4, (5, 8)), name="ab")
     net.connect("b", "a", rng.uniform(-0.3, 0.3, (8, 5)), name="ba", gated=True)
     net.population("c", 12, LIF(tau_mem=20e-3, v_th=0.3, syn_leak="negative"))
+    net.population("d", 4, LIF(tau_mem=20e-3, v_th=0.3, syn_leak="none"))
+    net.connect("a", "d", rng.uniform(-0.3, 0.5, (4, 8)), name="ad")
     net.tied("a", "c", "ff", transpose=True, scale=-0.5, name="back")
     net.tied("inp", "a", "ff", transpose=False, scale=0.3, name="side")
     spikes = (torch.rand(64, 3, 12, generator=torch.Generator().manual_seed(12)) < 0.3).double()

@@ -354,6 +354,7 @@ def test_encoders_are_not_exported_and_inexact_lif_import_warns():
     (LIF(subtract_reset=True), False, r"'a'.*resets by subtracting"),
     (LIF(v_min=-1.0), False, r"'a'.*membrane has a floor at -1"),
     (LIF(syn_leak="positive"), False, r"'a'.*current decays only while positive"),
+    (LIF(syn_leak="none"), False, r"'a'.*current never decays"),
 ])
 def test_what_cubalif_cannot_express_is_refused(model, gated, match):
     net = Network(dt=DT)

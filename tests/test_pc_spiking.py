@@ -274,3 +274,29 @@ def test_learning_rate_falls_linearly_to_eta_final():
     assert np.allclose(seen, [base, base, 0.625 * base, 0.625 * base, 0.25 * base, 0.25 * base], rtol=1e-6)
     with pytest.raises(ValueError, match="eta_final"):
         replace(SMALL, eta_final=0.0)
+
+
+def test_leak_free_steps_let_the_values_settle_as_without_the_leak():
+    """``leak_free_steps=64``: the first 64 steps of a clamped presentation are those of the leaking
+    network; in the last 64 the values move to where a network that never leaks holds them (more than
+    halfway from the leaking network's, with a strong leak of 0.2 s); learning leaves the simulator
+    stepping with the graph's leaking models again."""
+    data = load_digits()
+    x, y = data.x_train[:16], data.y_train[:16]
+    values, nets = {}, {}
+    for name, tau, free in (("leak", 0.2, 0), ("free", 0.2, 64), ("never", 1e9, 0)):
+        pc = nets[name] = SpikingPC(64, 10, SpikingPCConfig(hidden=(16,), batch=16, tau_value=tau, leak_free_steps=free),
+                       dtype=torch.float64)
+        _, rec = pc.clamped_run(x, y, monitors=["x1.i", "x1m.i"])
+        assert rec["x1.i"].shape == (128, 16, 16)
+        torch.testing.assert_close(rec["x1m.i"], -rec["x1.i"], rtol=0, atol=0)  # the pair stays mirrored
+        values[name] = rec["x1.i"]
+    assert torch.equal(values["free"][:64], values["leak"][:64])
+    gap = {k: (values[k][-1] - values["never"][-1]).norm().item() for k in ("leak", "free")}
+    assert gap["leak"] > 0.2 and gap["free"] < 0.5 * gap["leak"], gap
+    pc = nets["free"]
+    pc.learn(torch.as_tensor(x), pc._onehot(y))
+    assert all(pc.sim.models[n] is pc.network.populations[n].model for n in ("x1", "x1m"))
+    for bad in (-1, 129, 1.5):
+        with pytest.raises(ValueError, match="leak_free_steps must be an integer in \\[0, steps=128\\]"):
+            SpikingPCConfig(leak_free_steps=bad)

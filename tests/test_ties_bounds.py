@@ -273,6 +273,18 @@ def test_gate_bounds_and_subtract_reset_run_identically_on_lava():
     with pytest.raises(LavaExportError, match="'b':.*saturates.*gated input.*subtracting.*floor.*decays only while "
                                               "positive.*floating_pt"):
         run_lava(net, 10, inputs, select_tag="fixed_pt")
+    # A current that never decays (syn_leak="none") runs identically as well.
+    held = Network(dt=1e-3)
+    held.input("a", 3, RegularEncoder(max_rate=700.0))
+    held.population("b", 3, LIF(tau_mem=20e-3, tau_syn=50e-3, v_th=0.05, subtract_reset=True, syn_leak="none"))
+    held.connect("a", "b", np.array([[0.02, -0.01, 0.0], [-0.03, 0.0, 0.01], [0.0, 0.01, 0.01]]), name="plain")
+    ours = Simulator(held, dtype=torch.float64).run(100, inputs, monitors=["b.spikes", "b.i"])
+    lava = run_lava(held, 100, inputs, monitors=["b.spikes", "b.i"])
+    assert ours["b.spikes"].sum() > 10 and (ours["b.i"] < 0).any()
+    np.testing.assert_array_equal(ours["b.spikes"].numpy(), lava["b.spikes"].numpy())
+    np.testing.assert_allclose(ours["b.i"].numpy(), lava["b.i"].numpy(), rtol=1e-9, atol=1e-12)
+    with pytest.raises(LavaExportError, match="'b':.*never decays.*floating_pt"):
+        run_lava(held, 10, inputs, select_tag="fixed_pt")
     # Lava starts where the engine stopped (its current before the decay, held on b's negative side)
     # and goes on identically.
     sim = Simulator(net, dtype=torch.float64)
@@ -303,8 +315,17 @@ def test_one_sided_leak_holds_the_current_on_the_other_side():
         assert states[0]["v"][0, 0].item() == states[1]["v"][0, 0].item()  # the decaying side is Norse's LIF
         assert states[0]["v"][0, 1].item() * sign < states[1]["v"][0, 1].item() * sign  # v integrated the held current
         assert model_from_data(model_to_data(model)) == model
+    # "none": neither side decays (a perfect integrator), while v integrates as Norse's LIF does.
+    held = LIF(tau_mem=1.0, tau_syn=0.1, v_th=10.0, syn_leak="none")
+    st = held.initial_state((1, 2), torch.zeros((), dtype=torch.float64))
+    kick = torch.tensor([[0.5, -0.25]], dtype=torch.float64)
+    for k in range(20):
+        held.step(kick if k == 0 else torch.zeros_like(kick), st, 1e-3)
+    assert st["i"].tolist() == [[0.5, -0.25]]
+    assert st["v"][0, 0].item() == pytest.approx(1e-3 * 0.5 * sum((1 - 1e-3) ** k for k in range(20)), rel=1e-12)
+    assert model_from_data(model_to_data(held)) == held
     assert model_from_data(model_to_data(LIF())).syn_leak == "both"
-    with pytest.raises(ValueError, match="syn_leak must be one of 'both', 'positive', 'negative', got 'pos'"):
+    with pytest.raises(ValueError, match="syn_leak must be one of 'both', 'positive', 'negative', 'none', got 'pos'"):
         LIF(syn_leak="pos")
 
 

@@ -33,10 +33,12 @@ def custom_params(u_min: float = -np.inf, u_max: float = np.inf, g_min: float = 
 def decay_factor(u: np.ndarray, du: float, syn_leak: str = "both") -> np.ndarray:
     """What Lava's current ``u`` (before this step's decay) is multiplied by as it decays: ``1 - du``,
     or 1 where ``syn_leak`` holds it (``"positive"``: decays only while positive, ``"negative"``: only
-    while negative; :class:`neuro.LIF`). Also ours (after the decay) over Lava's, as ``u`` and ours
-    share their sign."""
+    while negative, ``"none"``: never; :class:`neuro.LIF`). Also ours (after the decay) over Lava's, as
+    ``u`` and ours share their sign."""
     if syn_leak == "both":
         return np.full(np.shape(u), 1.0 - du)
+    if syn_leak == "none":
+        return np.ones(np.shape(u))
     held = np.asarray(u) <= 0 if syn_leak == "positive" else np.asarray(u) >= 0
     return np.where(held, 1.0, 1.0 - du)
 
