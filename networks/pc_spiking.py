@@ -111,7 +111,10 @@ class SpikingPCConfig:
             each value it leaves fades before the rule reads the errors at the last step (a settling time
             constant of ~40 steps). 0: the values leak throughout. Test presentations leak throughout. On
             Lava or Loihi this is the host setting the value compartments' ``du`` to 0 between two runs of
-            a presentation; the exporters take the graph, whose values leak.
+            a presentation; the exporters take the graph, whose values leak. With a strong leak (0.2 s)
+            the last 64 steps bring the values more than halfway to where a network without the leak
+            holds them, but MNIST-5k with 48 (seeds 0-3): 0.890, 0.901, 0.893, 0.901 (mean 0.896),
+            against 0.892, 0.903, 0.902, 0.901 with 0 (mean 0.8995): no gain, so it is not the default.
         dt: simulation step (s).
         seed: initial weights, sample order and input spikes.
     """
