@@ -31,6 +31,7 @@ import torch
 from neuro.cuda_graphs import StepGraphs
 from neuro.graph import InputPopulation, Network, Population, Projection
 from neuro.native import NativeLoop
+from neuro.neurons import NeuronModel
 from neuro.plasticity import TRACE_INDEX, CompiledRule, SynapseLists, initial_plastic_state
 from neuro.recording import Recorder, Recording, check_steps, record_run  # noqa: F401 (Recording, record_run: re-exported)
 
@@ -246,7 +247,7 @@ class Simulator:
         for b in self.buffers.values():
             b.zero_()
 
-    def set_model(self, population: str, model) -> None:
+    def set_model(self, population: str, model: NeuronModel) -> None:
         """Step ``population`` with ``model`` from now on, keeping its state: a parameter changed between
         runs, e.g. a current decay switched off for the end of a presentation (on Lava, setting a process's
         ``du`` between runs). ``model`` must be of the same type as the network's (the same state variables).
