@@ -71,6 +71,8 @@ class SpikingPCConfig:
         eta: learning rate in the rate network's units (per sample; the batch mean is applied).
         batch: samples simulated at once (replicas); their updates are summed like a mini-batch.
         epochs: passes over the training images.
+        layer_eta: per-layer factors on ``eta``, one per weight layer from the input up (``W1``/``B1``
+            first); ``()``: 1 for every layer.
         eta_final: the learning rate in the last epoch as a fraction of ``eta``; it falls linearly from
             ``eta`` over the epochs (1: constant).
         rate: spikes per step of an activity of 1 (inputs, label and value units alike).
@@ -125,6 +127,7 @@ class SpikingPCConfig:
     eta: float = 0.1
     batch: int = 32
     epochs: int = 10
+    layer_eta: Tuple[float, ...] = ()
     eta_final: float = 1.0
     rate: float = 1.0
     feedback: float = 0.025
@@ -156,6 +159,11 @@ class SpikingPCConfig:
             raise ValueError(f"start must be 'forward' or 'zero', got {self.start!r}")
         if not 0 < self.eta_final <= 1:
             raise ValueError(f"eta_final must lie in (0, 1] (a fraction of eta), got {self.eta_final!r}")
+        if self.layer_eta and len(self.layer_eta) != len(self.hidden) + 1:
+            raise ValueError(f"layer_eta needs one factor per weight layer ({len(self.hidden) + 1} for hidden="
+                             f"{self.hidden}), got {self.layer_eta!r}")
+        if not all(f > 0 for f in self.layer_eta):
+            raise ValueError(f"layer_eta factors must be positive, got {self.layer_eta!r}")
         if not 0 < self.rate <= 1:
             raise ValueError(f"rate must lie in (0, 1] spikes per step, got {self.rate!r}")
         for name in ("eta", "feedback", "error_gain", "tau_error", "tau_value", "tau_trace", "trace_impulse", "dt"):
@@ -217,13 +225,14 @@ def build_spiking(
     onto ``x<l>m``); tied and gated ``e<l>p``/``n_to_x<l-1>`` and ``_to_x<l-1>m`` (``feedback * W^T``,
     signs as the pairs). ``top_feedback=False`` leaves out the top error's
     feedback (the network used for prediction). ``rule_eta`` overrides :attr:`SpikingPCConfig.rule_eta`
-    (e.g. a power of two, which Loihi's learning engine represents exactly).
+    (e.g. a power of two, which Loihi's learning engine represents exactly); each layer's rule scales it by
+    its :attr:`SpikingPCConfig.layer_eta` factor.
     """
     widths = [n_inputs, *cfg.hidden, n_outputs]
     L = len(widths) - 1
     rng = np.random.default_rng(cfg.seed)
-    rule = pc_rule(cfg.rule_eta if rule_eta is None else rule_eta, tau=cfg.tau_trace,
-                   u_exponent=cfg.steps.bit_length() - 1, impulse=cfg.trace_impulse)
+    base_eta = cfg.rule_eta if rule_eta is None else rule_eta
+    factors = cfg.layer_eta or (1.0,) * L
     net = Network(dt=cfg.dt, name="spiking_predictive_coding")
     rate_code = RegularEncoder(max_rate=cfg.rate / cfg.dt)  # a value in [0, 1]: rate x value spikes per step
     net.input("x0", n_inputs, rate_code)
@@ -240,6 +249,8 @@ def build_spiking(
     for l in range(1, L + 1):
         n, n_pre = widths[l], widths[l - 1]
         w = rng.normal(0.0, 1.0 / np.sqrt(n_pre), (n, n_pre)) / cfg.rate  # spikes carry rate x activity
+        rule = pc_rule(base_eta * factors[l - 1], tau=cfg.tau_trace, u_exponent=cfg.steps.bit_length() - 1,
+                       impulse=cfg.trace_impulse)
         for sign, half in ((1.0, "p"), (-1.0, "n")):
             e = f"e{l}{half}"
             net.population(e, n, error_model(cfg))

@@ -9,6 +9,8 @@
 * the graph (inference and learning) runs identically on Lava's floating_pt simulator, and
   ``hardware.check`` names what Loihi 2 cannot run.
 """
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -255,8 +257,30 @@ def test_lava_fixed_point_refuses_what_only_floating_point_runs():
         run_lava(net, 10, small_inputs(), select_tag="fixed_pt")
 
 
+def test_layer_eta_scales_each_layers_update():
+    """``layer_eta=(1, 0.5)``: from the same start, the first batch moves the top layer's predictions half
+    as far and the first layer's exactly as far as with one rate for all; a wrong count or a factor
+    that is not positive is refused by name."""
+    data = load_digits()
+    x, y = data.x_train[:2, :16], data.y_train[:2] % 3
+    steps = {}
+    for factors in ((), (1.0, 0.5)):
+        pc = SpikingPC(16, 3, replace(SMALL, epochs=1, batch=2, layer_eta=factors), dtype=torch.float64)
+        before = {n: pc.sim.weights(n).clone() for n in pc.plastic}
+        pc.train(x, y)
+        steps[factors] = {n: pc.sim.weights(n) - before[n] for n in pc.plastic}
+    one, half = steps[()], steps[(1.0, 0.5)]
+    for n in ("W1p", "W1n", "B1p"):
+        torch.testing.assert_close(half[n], one[n], rtol=0, atol=0)
+    for n in ("W2p", "W2n", "B2n"):
+        assert one[n].abs().max() > 0, n
+        torch.testing.assert_close(half[n], 0.5 * one[n], rtol=1e-9, atol=1e-15)
+    for bad in ((1.0,), (1.0, 0.5, 0.5), (1.0, 0.0), (1.0, -0.5)):
+        with pytest.raises(ValueError, match="layer_eta"):
+            replace(SMALL, layer_eta=bad)
+
+
 def test_learning_rate_falls_linearly_to_eta_final():
-    from dataclasses import replace
 
     cfg = replace(SMALL, epochs=3, eta_final=0.25, batch=2)
     pc = SpikingPC(16, 3, cfg)
