@@ -66,7 +66,8 @@ class SpikingPCConfig:
     Attributes:
         hidden: widths of the hidden value layers.
         steps: simulation steps a training sample is shown, label clamped: a power of two, as the
-            rule is applied at the last one only (``u_exponent = log2(steps)``, Loihi's ``u<k>``).
+            rule is applied at the last one only (``u_exponent = log2(steps)``, Loihi's ``u<k>``). 256 on
+            MNIST-5k, seeds 0 and 1: 0.884, 0.910, against 0.892, 0.903 at 128 (no gain, twice the time).
         test_steps: steps a test sample is shown (label silent, top free).
         eta: learning rate in the rate network's units (per sample; the batch mean is applied).
         batch: samples simulated at once (replicas); their updates are summed like a mini-batch.
