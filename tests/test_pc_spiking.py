@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from networks.pc_spiking import SpikingPC, SpikingPCConfig, build_spiking
+from networks.pc_spiking import SpikingPC, SpikingPCConfig, build_spiking, value_model
 from neuro import Simulator
 from neuro.datasets import load_digits
 
@@ -298,6 +298,35 @@ def test_learning_rate_falls_linearly_to_eta_final():
     assert np.allclose(seen, [base, base, 0.625 * base, 0.625 * base, 0.25 * base, 0.25 * base], rtol=1e-6)
     with pytest.raises(ValueError, match="eta_final"):
         replace(SMALL, eta_final=0.0)
+
+
+def test_tune_epochs_lower_the_rate_and_change_the_leak_for_the_last_epochs_only():
+    """``tune_fraction=0.4`` of 3 epochs: the last epoch learns at ``tune_eta`` times the rate (on top of ``eta_final``'s
+    fall) with the values leaking at ``tune_tau_value``; the simulator steps the graph's models afterwards."""
+    cfg = replace(SMALL, epochs=3, eta_final=0.25, batch=2, tune_fraction=0.4, tune_eta=0.5, tune_tau_value=7.0)
+    assert cfg.tune_epochs == 1 and replace(cfg, epochs=10, tune_fraction=0.3).tune_epochs == 3
+    pc = SpikingPC(16, 3, cfg)
+    seen = []
+    original = pc.learn
+
+    def spy(x, onehot):
+        seen.append((float(pc.sim.params["W1p"]["eta"][0, 0, 0]), pc.sim.models["x1"].tau_syn,
+                     pc.sim.models["x1m"].tau_syn, pc.sim.models["x1m"].gate_min))
+        original(x, onehot)
+
+    pc.learn = spy
+    data = load_digits()
+    pc.train(data.x_train[:4, :16], data.y_train[:4] % 3)
+    base, tau = cfg.rule_eta, cfg.tau_value
+    assert np.allclose([s[0] for s in seen], [base, base, 0.625 * base, 0.625 * base, 0.125 * base, 0.125 * base],
+                       rtol=1e-6)
+    assert [s[1:3] for s in seen] == [(tau, tau)] * 4 + [(7.0, 7.0)] * 2
+    assert seen[-1][3] == value_model(replace(cfg, tau_value=7.0), mirror=True).gate_min < 0
+    assert all(pc.sim.models[n] is pc.network.populations[n].model for n in ("x1", "x1m"))
+    for bad in ({"tune_fraction": 1.5}, {"tune_fraction": -0.1}, {"tune_eta": 0.0},
+                {"tune_tau_value": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            replace(cfg, **bad)
 
 
 def test_leak_free_steps_let_the_values_settle_as_without_the_leak():
