@@ -46,7 +46,7 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--out", default="out/bench_pc")
     parser.add_argument("--spiking-seeds", default="0",
                         help="seeds of the spiking network, comma-separated: it is trained once per seed and its "
-                             "accuracy reported per seed and as their mean (each MNIST-5k seed ~13 min on 2 cores)")
+                             "accuracy reported per seed and as their mean (each MNIST-5k seed ~25 min on 2 cores)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
