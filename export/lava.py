@@ -91,9 +91,8 @@ def _inputs_only(network: Network) -> Network:
     return net
 
 
-def _lif_params(name: str, pop, dt: float) -> Dict[str, float]:
-    """Lava LIF parameters for our neuron model, and ``v_scale`` = our volts per Lava volt."""
-    m = pop.model
+def _lif_params(name: str, m, dt: float) -> Dict[str, float]:
+    """Lava LIF parameters for our neuron model ``m``, and ``v_scale`` = our volts per Lava volt."""
     if m.v_reset != 0.0:
         raise LavaExportError(f"population {name!r}: Lava's LIF resets to 0, got v_reset={m.v_reset}")
     if isinstance(m, LIF):
@@ -113,10 +112,9 @@ def _as_is(data: np.ndarray) -> np.ndarray:
     return data
 
 
-def _custom_lif(pop) -> Optional[LIF]:
-    """The model of a LIF population whose dynamics go beyond Lava's LIF (``LIF.beyond_lava``: run by
+def _custom_lif(m) -> Optional[LIF]:
+    """``m`` if it is a LIF model whose dynamics go beyond Lava's LIF (``LIF.beyond_lava``: run by
     :class:`~export.lava_procs.BoundedLIF` or ``FactorLIF``'s float model), else ``None``."""
-    m = getattr(pop, "model", None)  # input populations have none
     return m if isinstance(m, LIF) and m.beyond_lava() else None
 
 
@@ -211,29 +209,38 @@ def run_lava(
     from export.lava_procs.bounded_lif import decay_factor
 
     dt = network.dt
+    start = _start_state(network, initial)
+    # Where the torch run stopped: the models it steps with (Simulator.set_model), whether it learns,
+    # and its rule parameters (Simulator.set_param; one replica).
+    models = {n: p.model for n, p in network.populations.items() if not isinstance(p, InputPopulation)}
+    learning = True if initial is None else initial.learning
+    rules = {n: p.rule for n, p in network.projections.items() if p.rule is not None and learning}
+    if initial is not None:
+        models.update(initial.models)
+        rules = {n: r.with_params(**{k: float(v.reshape(-1)[0]) for k, v in initial.params[n].items()})
+                 for n, r in rules.items()}
     if select_tag != "floating_pt":
-        for name, pop in network.populations.items():
-            if _custom_lif(pop) is not None:
-                raise LavaExportError(f"population {name!r}: {'; '.join(pop.model.beyond_lava())}: runs only with floating_pt")
-        for proj in network.learning_ties():
+        for name, m in models.items():
+            if _custom_lif(m) is not None:
+                raise LavaExportError(f"population {name!r}: {'; '.join(m.beyond_lava())}: runs only with floating_pt")
+        for proj in network.learning_ties() if learning else ():
             raise LavaExportError(
                 f"projection {proj.name!r}: tied to the learning {proj.tie.source!r}; the host rewrites tied "
                 "weights only with floating_pt"
             )
-    start = _start_state(network, initial)
     spikes = encoded_inputs(
         network, steps, inputs or {}, seed, None if initial is None else initial.generator.get_state()
     )
     third_factors = dict(third_factors or {})
-    lowered = {n: to_loihi_rule(p.rule, dt) for n, p in network.projections.items() if p.rule is not None}
+    lowered = {n: to_loihi_rule(rule, dt) for n, rule in rules.items()}
     procs, scale, current_decay, factor_sources = {}, {}, {}, []
     for name, pop in network.populations.items():
         if isinstance(pop, InputPopulation):
             procs[name] = RingBuffer(data=spikes[name].T.copy())
             continue
-        params = _lif_params(name, pop, dt)
+        params = _lif_params(name, models[name], dt)
         scale[name] = params.pop("v_scale")
-        m = _custom_lif(pop)
+        m = _custom_lif(models[name])
         # Lava's u is the current before this step's decay; the engine reports it after.
         current_decay[name] = (params["du"], "both" if m is None else m.syn_leak)
         if f"neurons/{name}/v" in start:
@@ -269,14 +276,14 @@ def run_lava(
     for name, proj in network.projections.items():
         if proj.weights.ndim != 2:
             raise LavaExportError(f"projection {name!r}: Lava runs one replica; weights must be (post, pre)")
-        if proj.mask is not None and proj.rule is not None:
+        if proj.mask is not None and name in lowered:
             # Static: the missing synapses are zeros in Dense, exactly. Plastic: LearningDense would grow them.
             raise LavaExportError(
                 f"projection {name!r}: sparse plastic connectivity (mask) is not exported: LearningDense would "
                 "grow the missing synapses (Lava's LearningSparse is not wired up yet)"
             )
         weights = np.asarray(start[f"synapses/{name}/w"], dtype=np.float64).copy()
-        if proj.rule is None:
+        if name not in lowered:  # static, or the run continues with learning off
             conn = Dense(weights=weights, name=name)
         else:
             rule = lowered[name]
@@ -332,7 +339,7 @@ def run_lava(
     anchor = next(iter(procs.values()))
     out = Recording()
     cfg = Loihi2SimCfg(select_tag=select_tag)
-    live = network.learning_ties()
+    live = network.learning_ties() if learning else []
     chunk = math.gcd(*(network.projections[p.tie.source].rule.update_period for p in live)) if live else steps
     try:
         done = 0

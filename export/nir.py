@@ -108,6 +108,7 @@ import numpy as np
 import torch
 
 from neuro import IAF, LIF, InputPopulation, Network, Population, Simulator
+from neuro.io import atomic_path
 
 PathLike = Union[str, "os.PathLike[str]"]
 FORMAT = "neuro.nir/1"
@@ -190,10 +191,15 @@ def _current_weights(source: Union[Network, Simulator], name: str, replica: Opti
     return np.array(w, dtype=np.float64)
 
 
+def _model(source: Union[Network, Simulator], pop: Population):
+    """The neuron model ``pop`` steps with: a simulator's may have been swapped (``Simulator.set_model``)."""
+    return source.models[pop.name] if isinstance(source, Simulator) else pop.model
+
+
 def _thresholds(
     source: Union[Network, Simulator], pop: Population, replica: Optional[int], freeze_theta: bool
 ) -> np.ndarray:
-    m = pop.model
+    m = _model(source, pop)
     v_th = np.full(pop.n, float(m.v_th))
     if not isinstance(m, LIF) or m.theta_plus == 0.0:
         return v_th
@@ -242,6 +248,11 @@ def to_nir(
         raise TypeError(f"to_nir: expected a neuro Network or Simulator, got {type(source).__name__}")
     if delays not in ("implicit", "explicit"):
         raise ValueError(f"to_nir: delays must be 'implicit' or 'explicit', got {delays!r}")
+    if replica is not None:
+        replicas = source.replicas if isinstance(source, Simulator) else max(
+            [p.weights.shape[0] for p in network.projections.values() if not p.shared], default=1)
+        if isinstance(replica, bool) or not isinstance(replica, (int, np.integer)) or not 0 <= replica < replicas:
+            raise NIRExportError(f"to_nir: replica {replica!r} is out of range: an index in [0, {replicas}) is needed")
     dt = network.dt
     depth = _population_depths(network) if delays == "implicit" else {}
 
@@ -259,7 +270,7 @@ def to_nir(
                 )
             nodes[pop.name] = nir.Input(input_type={"input": np.array([pop.n])}, metadata=meta)
             continue
-        m, ones = pop.model, np.ones(pop.n)
+        m, ones = _model(source, pop), np.ones(pop.n)
         if isinstance(m, LIF) and m.beyond_lava():
             raise NIRExportError(
                 f"population {pop.name!r}: {'; '.join(m.beyond_lava())}; NIR's CubaLIF is a standard LIF"
@@ -340,9 +351,11 @@ def _fresh(name: str, nodes: Dict[str, object], network: Network) -> str:
 
 
 def write_nir(path: PathLike, source: Union[Network, Simulator], **kwargs) -> nir.NIRGraph:
-    """:func:`to_nir` ``(source, **kwargs)`` written to ``path`` with ``nir.write`` (HDF5); returns the graph."""
+    """:func:`to_nir` ``(source, **kwargs)`` written to ``path`` with ``nir.write`` (HDF5), atomically (an
+    existing file is replaced only once the new one is complete); returns the graph."""
     graph = to_nir(source, **kwargs)
-    nir.write(os.fspath(path), graph)
+    with atomic_path(path) as tmp:  # nir.write truncates its target first: a failed write would lose the old graph
+        nir.write(tmp, graph)
     return graph
 
 

@@ -31,7 +31,7 @@ import torch
 from neuro.cuda_graphs import StepGraphs
 from neuro.graph import InputPopulation, Network, Population, Projection
 from neuro.native import NativeLoop
-from neuro.neurons import NeuronModel
+from neuro.neurons import NeuronModel, check_time_step
 from neuro.plasticity import TRACE_INDEX, CompiledRule, SynapseLists, initial_plastic_state
 from neuro.recording import Recorder, Recording, check_steps, record_run  # noqa: F401 (Recording, record_run: re-exported)
 
@@ -197,6 +197,9 @@ class Simulator:
     # --- set-up ------------------------------------------------------------------------------------
     def _init_projection(self, proj: Projection) -> None:
         w = torch.as_tensor(proj.weights, dtype=self.dtype, device=self.device)
+        if not torch.isfinite(w).all():  # the network's weights are finite: the conversion overflowed
+            raise ValueError(f"projection {proj.name!r}: weights up to {float(np.abs(proj.weights).max()):g} do not fit "
+                             f"{self.dtype} (largest {torch.finfo(self.dtype).max:g})")
         if w.dim() == 2:
             w = w[None]
         elif w.shape[0] != self.replicas:
@@ -263,6 +266,7 @@ class Simulator:
         if self._compiled is not None or self._graphs is not None or self._native is not None:
             raise ValueError(f"set_model {population!r}: needs an eager simulator (no compile, graph_steps or "
                              f"native), which read the model at their first step")
+        check_time_step(model, self.dt, f"set_model {population!r}")
         self.models[population] = model
 
     def set_param(self, projection: str, name: str, values: TensorLike) -> None:
@@ -529,8 +533,12 @@ class Simulator:
                 continue
             if np.shape(v) != expected[k].shape:
                 raise ValueError(f"state {k!r}: expected shape {expected[k].shape}, got {np.shape(v)}")
-            if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.all(np.isfinite(v)):
-                raise ValueError(f"state {k!r} contains NaN or infinite values")
+            if np.issubdtype(np.asarray(v).dtype, np.floating):
+                if not np.all(np.isfinite(v)):
+                    raise ValueError(f"state {k!r} contains NaN or infinite values")
+                if np.size(v) and expected[k].dtype.kind == "f" and np.abs(v).max() > torch.finfo(self.dtype).max:
+                    raise ValueError(f"state {k!r}: values up to {np.abs(v).max():g} do not fit {self.dtype} "
+                                     f"(largest {torch.finfo(self.dtype).max:g})")
             if k.startswith("spikes/") and not np.all((np.asarray(v) == 0) | (np.asarray(v) == 1)):
                 raise ValueError(f"state {k!r}: spikes must be 0 or 1")
             proj = k[len("synapses/"):-len("/w")] if k.startswith("synapses/") and k.endswith("/w") else None

@@ -10,13 +10,14 @@ population's input at step ``k + 1``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
 from neuro.encoders import Encoder, encoder_from_data, encoder_to_data
-from neuro.neurons import LIF, NeuronModel, model_from_data, model_to_data
+from neuro.neurons import IAF, LIF, NeuronModel, check_time_step, model_from_data, model_to_data
 from neuro.rule import LearningRule
 
 
@@ -45,6 +46,13 @@ def _check_mask(name: str, mask: Any, shape: tuple) -> np.ndarray:
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"names must be identifiers (letters, digits, _), got {name!r}")
+
+
+def _size(name: str, n: Any) -> int:
+    # Checked before any int(): int(2.5) would quietly make 2 neurons.
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"population {name!r}: n must be a positive integer, got {n!r}")
+    return int(n)
 
 
 @dataclass
@@ -165,8 +173,10 @@ class Network:
     """A graph of populations and projections simulated with a step of ``dt`` seconds."""
 
     def __init__(self, dt: float = 1e-3, name: str = "network") -> None:
-        if not dt > 0:
-            raise ValueError(f"dt must be a positive number of seconds, got {dt!r}")
+        if isinstance(dt, bool) or not isinstance(dt, (int, float, np.integer, np.floating)) or not 0 < dt < math.inf:
+            raise ValueError(f"dt must be a positive, finite number of seconds, got {dt!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"the network's name must be a string, got {name!r}")
         self.dt = float(dt)
         self.name = name
         self.populations: Dict[str, Union[Population, InputPopulation]] = {}
@@ -176,19 +186,21 @@ class Network:
         _check_name(pop.name)
         if pop.name in self.populations or pop.name in self.projections:
             raise ValueError(f"the network already has something named {pop.name!r}")
-        if int(pop.n) != pop.n or pop.n < 1:
-            raise ValueError(f"population {pop.name!r}: n must be a positive integer, got {pop.n!r}")
         self.populations[pop.name] = pop
 
     def input(self, name: str, n: int, encoder: Optional[Encoder] = None) -> InputPopulation:
         """Add ``n`` spike sources (fed through ``Simulator.run(inputs=...)``)."""
-        pop = InputPopulation(name, int(n), encoder)
+        pop = InputPopulation(name, _size(name, n), encoder)
         self._add_node(pop)
         return pop
 
     def population(self, name: str, n: int, model: Optional[NeuronModel] = None) -> Population:
         """Add ``n`` neurons of ``model`` (default: :class:`~neuro.neurons.LIF`)."""
-        pop = Population(name, int(n), model if model is not None else LIF())
+        model = model if model is not None else LIF()
+        if not isinstance(model, (LIF, IAF)):
+            raise TypeError(f"population {name!r}: model must be a neuron model (LIF, IAF), got {model!r:.100}")
+        check_time_step(model, self.dt, f"population {name!r}")
+        pop = Population(name, _size(name, n), model)
         self._add_node(pop)
         return pop
 

@@ -5,8 +5,8 @@ run exactly where it stopped (same spikes, weights, tags and traces as an
 uninterrupted run):
 
 ``/`` (root) attributes
-    ``format = "neuro.model"``, ``format_version`` (1, or 2 when the file has
-    ``/connectivity``), ``writer`` (the neuro version that wrote it).
+    ``format = "neuro.model"``, ``format_version`` (1; 2 when the file has
+    ``/connectivity``; 3 when it has ``/models``), ``writer`` (the neuro version that wrote it).
 ``/network``
     scalar UTF-8 string dataset: ``json.dumps(Network.to_data())``, i.e. the
     populations (size, neuron model and its parameters, encoder) and the
@@ -26,6 +26,9 @@ uninterrupted run):
     ``rng_state`` (uint8), ``neurons/<pop>/<var>`` and ``spikes/<pop>`` ``(R, n)``,
     ``buffers/<proj>`` ``(R, post)``, ``synapses/<proj>/<w|t|d>`` ``(1 or R, post, pre)``,
     ``plasticity/<proj>/<x|y|tx|ty>`` and ``params/<proj>/<name>`` ``(R,)``.
+``/models`` (only when the simulator steps a population with another model than the network's)
+    scalar UTF-8 string dataset: JSON ``{population: model data}`` of the models swapped in with
+    :meth:`Simulator.set_model`, which :func:`load` swaps in again.
 ``/metadata`` (optional)
     scalar UTF-8 string dataset: ``json.dumps`` of the user's metadata dict.
 
@@ -36,14 +39,15 @@ and reports every problem as a :class:`ModelFileError` that names the file.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import stat
 import tempfile
 import warnings
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union
 
 import h5py
 import numpy as np
@@ -51,14 +55,15 @@ import torch
 
 from neuro.engine import Simulator
 from neuro.expr import RuleError
-from neuro.graph import InputPopulation, Network
+from neuro.graph import InputPopulation, Network, Population
+from neuro.neurons import NeuronModel, model_from_data, model_to_data
 
 FORMAT = "neuro.model"
-#: The newest layout: 2 adds ``/connectivity`` (sparse projections). A file without masks is still
-#: written as 1, so versions of neuro that know only 1 keep reading it; one with masks as 2, so they
-#: refuse it instead of reading its sparse projections as all-to-all.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: The newest layout: 2 adds ``/connectivity`` (sparse projections), 3 ``/models`` (swapped neuron models).
+#: A file is written with the lowest version that holds it, so older versions of neuro keep reading
+#: what they can and refuse the rest (sparse projections read as all-to-all, models silently lost).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
@@ -126,15 +131,24 @@ def _write_array(group: h5py.Group, name: str, value: np.ndarray) -> None:
     group.create_dataset(name, data=value, fletcher32=checked, chunks=True if checked else None)
 
 
-def _write_contents(f: h5py.File, simulator: Simulator, network_json: str, metadata_json: Optional[str]) -> None:
+def _swapped_models(simulator: Simulator) -> Dict[str, Dict[str, Any]]:
+    """Model data of the populations that ``simulator`` steps with another model than its network's."""
+    pops = simulator.network.populations
+    return {name: model_to_data(m) for name, m in simulator.models.items() if m != pops[name].model}
+
+
+def _write_contents(f: h5py.File, simulator: Simulator, network_json: str, models_json: Optional[str],
+                    metadata_json: Optional[str]) -> None:
     """Fill an open, empty HDF5 file (see the module docstring for the layout)."""
     from neuro import __version__  # late: neuro/__init__ may import this module
 
     f.attrs["format"] = _fixed_string(FORMAT)
     masked = {name: p.mask for name, p in simulator.network.projections.items() if p.mask is not None}
-    f.attrs["format_version"] = np.int64(FORMAT_VERSION if masked else 1)
+    f.attrs["format_version"] = np.int64(3 if models_json is not None else 2 if masked else 1)
     f.attrs["writer"] = _fixed_string(f"neuro {__version__}")
     _write_string(f, "network", network_json)
+    if models_json is not None:
+        _write_string(f, "models", models_json)
     if metadata_json is not None:
         _write_string(f, "metadata", metadata_json)
 
@@ -188,6 +202,8 @@ def save(path: PathLike, simulator: Simulator, metadata: Optional[Dict[str, Any]
         raise TypeError(f"save: metadata must be a dict or None, got {type(metadata).__name__}")
     # Everything that can fail on bad input is checked before a file is touched.
     network_json = _json_text(simulator.network.to_data(), "the network description")
+    swapped = _swapped_models(simulator)
+    models_json = _json_text(swapped, "the swapped neuron models") if swapped else None
     metadata_json = None if metadata is None else _json_text(metadata, "metadata")
     _dtype_name(simulator.dtype)
     if isinstance(simulator.seed, bool) or not isinstance(simulator.seed, (int, np.integer)) or not (
@@ -195,14 +211,27 @@ def save(path: PathLike, simulator: Simulator, metadata: Optional[Dict[str, Any]
     ):
         raise ValueError(f"save: the simulator's seed must be a 64-bit integer, got {simulator.seed!r}")
 
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            _write_contents(f, simulator, network_json, models_json, metadata_json)
+            f.flush()
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[str]:
+    """A temporary file's name to write ``path``'s new contents to; on success it is flushed to disk and
+    renamed onto ``path``, on any error (or interrupt) removed, leaving ``path`` as it was.
+
+    For writers that open files by name (h5py, ``nir.write``): a crash leaves the old file or the new one,
+    never a partial one.
+    """
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     # Same directory as the target: os.replace is only atomic within one file system.
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
-        os.close(fd)  # h5py opens by name
-        with h5py.File(tmp, "w") as f:
-            _write_contents(f, simulator, network_json, metadata_json)
-            f.flush()
+        os.close(fd)
+        yield tmp
         _fsync_path(tmp)
         # mkstemp creates the file 0600; give the model file the permissions a
         # plain open() would (or keep those of the file it replaces).
@@ -244,6 +273,7 @@ class _Contents:
     learning: bool
     rng_device: str
     metadata: Optional[Dict[str, Any]] = None
+    models: Optional[Dict[str, NeuronModel]] = None
 
 
 class _Reader:
@@ -463,6 +493,10 @@ def _read(path: str, f: h5py.File) -> _Contents:
     if network.dt != dt:
         raise r.error(f"inconsistent time step: network dt {network.dt} s, settings dt {dt} s")
 
+    models = _read_models(r, network) if "models" in f else None
+    if models is not None and version < 3:
+        raise r.error(f"format_version {version} cannot hold '/models'")
+
     metadata = None
     if "metadata" in f:
         metadata = r.json("/metadata")
@@ -481,7 +515,31 @@ def _read(path: str, f: h5py.File) -> _Contents:
         learning=learning,
         rng_device=rng_device,
         metadata=metadata,
+        models=models,
     )
+
+
+def _read_models(r: _Reader, network: Network) -> Dict[str, NeuronModel]:
+    """``/models``: the neuron models swapped in, each of its population's type (as ``set_model`` requires)."""
+    data = r.json("/models")
+    if not isinstance(data, dict):
+        raise r.error("dataset '/models' must hold a JSON object {population: model}")
+    models: Dict[str, NeuronModel] = {}
+    for name, model_data in data.items():
+        pop = network.populations.get(name)
+        if not isinstance(pop, Population):
+            raise r.error(f"'/models' names {name!r}, which is not a neuron population of the network")
+        if not isinstance(model_data, dict):
+            raise r.error(f"'/models': the model of {name!r} must be a JSON object, got {model_data!r:.100}")
+        try:
+            model = model_from_data(model_data)
+        except (ValueError, TypeError) as e:
+            raise r.error(f"'/models': bad model for {name!r}: {e}") from None
+        if type(model) is not type(pop.model):
+            raise r.error(f"'/models': {name!r} is a {type(pop.model).__name__} population, the file swaps in a "
+                          f"{type(model).__name__}")
+        models[name] = model
+    return models
 
 
 def _dataset_names(r: _Reader, group: h5py.Group, prefix: str = "") -> List[str]:
@@ -534,6 +592,16 @@ def _read_state(r: _Reader, expected: Mapping[str, np.ndarray], rng_compatible: 
             # weights, integers for the last-spike step counters (tx, ty).
             state[key] = r.numeric(name, shape=like.shape, kinds="f" if like.dtype.kind == "f" else "iu")
     return state
+
+
+def _check_replicas(r: _Reader, c: _Contents) -> None:
+    """The stored spikes ``(R, n)`` against ``/settings``'s replicas, from the datasets' shapes alone: checked
+    before a simulator allocates its state for a number of replicas that may be damaged or hostile."""
+    for name, pop in c.network.populations.items():
+        ds = r.dataset(f"/state/spikes/{name}")
+        if tuple(ds.shape) != (c.replicas, pop.n):
+            raise r.error(f"dataset '/state/spikes/{name}' has shape {tuple(ds.shape)}, but /settings says "
+                          f"{c.replicas} replicas of {pop.n} neurons")
 
 
 def _open(path: PathLike) -> Tuple[str, h5py.File]:
@@ -592,12 +660,17 @@ def load(
     path, f = _open(path)
     with f:
         c = _guarded(path, lambda: _read(path, f))
+        _guarded(path, lambda: _check_replicas(_Reader(path, f), c))
         try:
             sim = Simulator(c.network, c.replicas, device, dtype or _DTYPES[c.dtype_name], c.seed)
         except ValueError as e:
-            # e.g. per-replica weights for another number of replicas.
+            # e.g. per-replica weights for another number of replicas, or weights beyond the dtype.
             raise ModelFileError(path, f"inconsistent model: {e}") from None
+        except (RuntimeError, MemoryError) as e:
+            raise ModelFileError(path, f"the model does not fit in memory on {device} ({type(e).__name__}: {e})") from None
         sim.learning = c.learning
+        for name, model in (c.models or {}).items():
+            sim.set_model(name, model)
         rng_compatible = sim.generator.device.type == c.rng_device
         if not rng_compatible:
             warnings.warn(
@@ -618,13 +691,18 @@ def load(
 # --- description -------------------------------------------------------------------------------------
 def _fmt_params(data: Mapping[str, Any]) -> str:
     def fmt(v: Any) -> str:
-        if v is None:
+        if v is None:  # JSON's infinity (encoder data)
             return "inf"
         if isinstance(v, float):
             return f"{v:g}"
         return str(v)
 
     return ", ".join(f"{k}={fmt(v)}" for k, v in data.items() if k != "type")
+
+
+def _fmt_model(model: NeuronModel) -> str:
+    # From the model, not its JSON data, where an infinite bound is null whatever its sign.
+    return f"{type(model).__name__}({_fmt_params(asdict(model))})"
 
 
 def describe(path: PathLike) -> str:
@@ -665,9 +743,10 @@ def describe(path: PathLike) -> str:
             enc = pdata.get("encoder")
             how = "input, spikes given directly" if enc is None else f"input, {enc.get('type')}({_fmt_params(enc)})"
         else:
-            model = pdata.get("model", {})
-            how = f"{model.get('type')}({_fmt_params(model)})"
+            how = _fmt_model(pop.model)
         lines.append(f"  {pop.name}: {pop.n} neurons, {how}")
+        if c.models and pop.name in c.models:
+            lines.append(f"    stepped now with {_fmt_model(c.models[pop.name])} (Simulator.set_model)")
     lines.append("projections:" if net.projections else "projections: none")
     for proj in net.projections.values():
         w = current[proj.name]
@@ -696,4 +775,4 @@ def describe(path: PathLike) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["save", "load", "describe", "ModelFileError", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save", "load", "describe", "atomic_path", "ModelFileError", "FORMAT", "FORMAT_VERSION"]

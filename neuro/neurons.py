@@ -19,6 +19,21 @@ def _check_positive(name: str, value: float, allow_inf: bool = False) -> None:
         raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
+def _check_finite(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def check_time_step(model: "NeuronModel", dt: float, where: str) -> None:
+    """Refuse time constants shorter than the step ``dt`` (seconds): the Euler step would overshoot
+    (``dt / tau > 1``) and the membrane or current oscillate with growing amplitude."""
+    for name in ("tau_mem", "tau_syn"):
+        tau = getattr(model, name, None)
+        if tau is not None and tau < dt:
+            raise ValueError(f"{where}: {name} ({tau:g} s) is shorter than the time step dt ({dt:g} s); "
+                             f"the Euler step would overshoot (dt / {name} > 1)")
+
+
 SYN_LEAKS = ("both", "positive", "negative", "none")
 
 
@@ -79,6 +94,8 @@ class LIF:
 
     def __post_init__(self) -> None:
         _check_positive("tau_mem", self.tau_mem)
+        for name in ("v_th", "v_reset", "v_leak", "theta_plus"):
+            _check_finite(name, getattr(self, name))
         if not self.i_min < self.i_max:
             raise ValueError(f"i_min must be below i_max, got [{self.i_min}, {self.i_max}]")
         if not self.gate_min < self.gate_max:
@@ -204,6 +221,10 @@ class IAF:
 
     v_th: float = 1.0
     v_reset: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_finite("v_th", self.v_th)
+        _check_finite("v_reset", self.v_reset)
 
     state_names: ClassVar[Tuple[str, ...]] = ("v",)
 

@@ -372,3 +372,27 @@ def test_set_model_swaps_a_populations_dynamics_and_keeps_its_state():
         sim.set_model("b", IAF())
     with pytest.raises(ValueError, match="needs an eager simulator"):
         Simulator(net, compile=True).set_model("b", LIF())
+
+
+def test_bad_network_parameters_are_refused_by_name():
+    with pytest.raises(ValueError, match="n must be a positive integer, got 2.5"):
+        Network().population("a", 2.5)
+    with pytest.raises(ValueError, match="n must be a positive integer, got True"):
+        Network().input("x", True)
+    with pytest.raises(ValueError, match="dt must be a positive, finite number of seconds, got inf"):
+        Network(dt=math.inf)
+    with pytest.raises(TypeError, match="name must be a string"):
+        Network(name=None)
+    with pytest.raises(TypeError, match="model must be a neuron model"):
+        Network().population("a", 2, "LIF")
+    with pytest.raises(ValueError, match="v_th must be a finite number, got nan"):
+        LIF(v_th=math.nan)
+    with pytest.raises(ValueError, match="v_reset must be a finite number"):
+        IAF(v_reset=math.inf)
+    # dt / tau > 1: one input spike would make the current oscillate with growing amplitude
+    with pytest.raises(ValueError, match=r"population 'a': tau_syn \(0.0003 s\) is shorter than the time step dt \(0.001 s\)"):
+        Network(dt=1e-3).population("a", 1, LIF(tau_mem=2e-3, tau_syn=0.3e-3))
+    net = Network(dt=1e-3)
+    net.population("a", 1, LIF(tau_mem=1e-3, tau_syn=1e-3))  # dt == tau: the state decays fully each step
+    with pytest.raises(ValueError, match=r"set_model 'a': tau_mem \(0.0005 s\) is shorter"):
+        Simulator(net).set_model("a", LIF(tau_mem=0.5e-3))

@@ -273,3 +273,47 @@ def test_bfloat16_simulator_round_trips(tmp_path):
     back = load(tmp_path / "bf16.h5")
     assert back.dtype == torch.bfloat16
     assert torch.equal(back.weights("inp_to_out"), sim.weights("inp_to_out"))
+
+
+def test_a_swapped_neuron_model_is_saved_and_swapped_in_again(tmp_path):
+    """Simulator.set_model (e.g. the spiking PC's fine-tuning leak) survives save/load: the run continues exactly."""
+    net = build()
+    a = Simulator(net, replicas=R, seed=3)
+    run(a, 40, 0)
+    a.set_model("out", LIF(tau_mem=40e-3, syn_leak="none"))
+    save(tmp_path / "m.h5", a)
+    b = load(tmp_path / "m.h5")
+    assert b.models["out"] == a.models["out"] and b.models["exc"] == net.populations["exc"].model
+    x, y = run(a, 30, 40), run(b, 30, 40)
+    for m in MONITORS:
+        torch.testing.assert_close(y[m], x[m], rtol=0, atol=0)
+    with h5py.File(tmp_path / "m.h5") as f:
+        assert f.attrs["format_version"] == 3  # older versions of neuro refuse it rather than lose the model
+    assert "stepped now with LIF(tau_mem=0.04" in describe(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r+") as f:
+        del f["models"]
+        text = json.dumps({"inp": {"type": "LIF"}}).encode()
+        f["models"] = np.array(text, dtype=h5py.string_dtype("utf-8", len(text)))
+    with pytest.raises(ModelFileError, match="'inp', which is not a neuron population"):
+        load(tmp_path / "m.h5")
+
+
+def test_values_beyond_the_dtype_and_a_damaged_replica_count_are_refused(tmp_path, model_file):
+    with h5py.File(model_file, "r+") as f:
+        w = f["state/synapses/ff/w"][()]
+        del f["state/synapses/ff/w"]
+        f["state/synapses/ff/w"] = np.full(w.shape, 1e300)  # finite in the file's float64
+    with pytest.raises(ModelFileError, match=r"'synapses/ff/w': values up to 1e\+300 do not fit torch.float32"):
+        load(model_file)
+    net = Network(dt=1e-3)
+    net.input("i", 2)
+    net.population("o", 2)
+    net.connect("i", "o", 1e5)
+    save(tmp_path / "big.h5", Simulator(net))
+    with pytest.raises(ModelFileError, match="'i_to_o': weights up to 100000 do not fit torch.float16"):
+        load(tmp_path / "big.h5", dtype=torch.float16)
+    assert load(tmp_path / "big.h5").weights("i_to_o").max() == 1e5
+    with h5py.File(tmp_path / "big.h5", "r+") as f:
+        f["settings"].attrs["replicas"] = np.int64(10**12)  # would allocate terabytes
+    with pytest.raises(ModelFileError, match=r"'/state/spikes/i' has shape \(1, 2\), but /settings says 1000000000000"):
+        load(tmp_path / "big.h5")

@@ -3,6 +3,8 @@
 Equivalence contract (DESIGN.md): Lava ``floating_pt`` vs torch, identical
 spike trains and weights equal to 1e-5 (relative) over >= 500 steps with learning on.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -159,3 +161,31 @@ def test_continuation_mid_epoch_is_refused():
     sim.run(10, {"inp": np.ones(20)})
     with pytest.raises(LavaExportError, match="mid-epoch"):
         run_lava(net, 5, {"inp": np.ones(20)}, initial=sim)
+
+
+def test_lava_continues_a_run_with_its_swapped_model_learning_switch_and_rule_parameters():
+    """What the torch run changed after building (set_model, learning off, set_param) is what Lava continues with."""
+    net = network(standard_rules.stdp(a_plus=3 * 2**-6, a_minus=5 * 2**-7, w_max=float("inf")))
+    values = np.random.default_rng(2).uniform(0, 1, 20)
+    monitors = ["out.spikes", "ff.w"]
+    model = net.populations["out"].model
+    tweaks = {
+        "model": lambda s: s.set_model("out", dataclasses.replace(model, tau_mem=2 * model.tau_mem)),
+        "frozen": lambda s: setattr(s, "learning", False),
+        "param": lambda s: s.set_param("ff", "a_plus", 3 * 2**-4),
+    }
+    for what, tweak in tweaks.items():
+        straight = Simulator(net, dtype=torch.float64, seed=4)
+        straight.run(STEPS // 3, {"inp": values})
+        tweak(straight)
+        torch_part = Simulator(net, dtype=torch.float64, seed=4)
+        torch_part.run(STEPS // 3, {"inp": values})
+        tweak(torch_part)
+        expected = straight.run(STEPS // 3, {"inp": values}, monitors=monitors)
+        lava = run_lava(net, STEPS // 3, {"inp": values}, monitors=monitors, initial=torch_part)
+        np.testing.assert_array_equal(lava["out.spikes"].numpy(), expected["out.spikes"].numpy(), err_msg=what)
+        np.testing.assert_allclose(lava["ff.w"].numpy(), expected["ff.w"].numpy(), rtol=1e-5, atol=1e-9, err_msg=what)
+        if what == "frozen":
+            np.testing.assert_array_equal(lava["ff.w"][-1, 0].numpy(), torch_part.weights("ff").reshape(lava["ff.w"].shape[-2:]).numpy())
+        else:
+            assert not np.array_equal(lava["ff.w"][-1, 0].numpy(), torch_part.weights("ff").reshape(lava["ff.w"].shape[-2:]).numpy())

@@ -363,3 +363,17 @@ def test_what_cubalif_cannot_express_is_refused(model, gated, match):
     net.connect("x", "a", 0.6, gated=gated)
     with pytest.raises(NIRExportError, match=match):
         to_nir(net)
+
+
+def test_a_simulator_exports_the_model_it_steps_with_and_checks_the_replica():
+    net = Network(dt=DT)
+    net.input("x", 3)
+    net.population("a", 2, LIF(tau_mem=10e-3))
+    net.connect("x", "a", 0.5)
+    sim = Simulator(net, replicas=2)
+    sim.set_model("a", LIF(tau_mem=50e-3))
+    np.testing.assert_allclose(to_nir(sim).nodes["a"].tau_mem, [50e-3, 50e-3])
+    np.testing.assert_allclose(to_nir(net).nodes["a"].tau_mem, [10e-3, 10e-3])
+    for bad in (2, -1):
+        with pytest.raises(NIRExportError, match=f"replica {bad} is out of range"):
+            to_nir(sim, replica=bad)
