@@ -319,6 +319,15 @@ class Simulator:
             raise ValueError(f"{what}: expected shape ({n},) or ({self.replicas}, {n}), got {tuple(v.shape)}")
         return v.expand(self.replicas, n)
 
+    def _as_sequence(self, v: torch.Tensor, steps: int, n: int, what: str) -> torch.Tensor:
+        """Per-step values ``(steps, N)`` or ``(steps, 1|R, N)`` as ``(steps, 1|R, N)``."""
+        if v.dim() == 2:
+            v = v[:, None]
+        if v.dim() != 3 or v.shape[0] != steps or v.shape[1] not in (1, self.replicas) or v.shape[2] != n:
+            raise ValueError(f"{what} needs shape (steps={steps}, {n}) or ({steps}, {self.replicas}, {n}), "
+                             f"got {tuple(v.shape)}")
+        return v
+
     def step(
         self,
         inputs: Optional[Mapping[str, TensorLike]] = None,
@@ -333,6 +342,9 @@ class Simulator:
         unknown = (set(inputs) | set(third_factors)) - set(net.populations)
         if unknown:
             raise KeyError(f"unknown population(s) {sorted(unknown)}; have {sorted(net.populations)}")
+        # Checked before anything changes, so that a call refused for a bad argument leaves the state as it was.
+        inputs = {k: self._as_state(v, net.populations[k].n, f"input {k!r}") for k, v in inputs.items()}
+        third_factors = {k: self._as_state(v, net.populations[k].n, f"third factor {k!r}") for k, v in third_factors.items()}
         self.time_step += 1
         # A simulator's first step runs eagerly even when compiled: it fills lazily made constants, which a
         # compiled step would see change and recompile for.
@@ -382,11 +394,13 @@ class Simulator:
                 signals["third_factor"] = self._as_state(third_factors[proj.post], n, f"third factor {proj.post!r}")
             rule.record(self.plastic[name], self.spikes[proj.pre], self.spikes[proj.post], within, signals)
             if self.time_step % t_epoch == 0:
+                clamp_all = name in self._unclipped
                 rule.learn(self.plastic[name], self.syn[name], self.params[name], self.time_step,
-                           self.masks.get(name), self._event_fraction, clamp_all=name in self._unclipped,
+                           self.masks.get(name), self._event_fraction, clamp_all=clamp_all,
                            lists=self._lists.get(name))
                 self._unclipped.discard(name)
-                if self.time_step % rule.update_period == 0:  # else u was 0: nothing changed
+                # else u was 0 and no weight was clipped: nothing changed
+                if clamp_all or self.time_step % rule.update_period == 0:
                     learned.add(name)
         if learned and self._tied:
             self._refresh_ties(learned)
@@ -443,17 +457,23 @@ class Simulator:
         if first_step and (self._native is not None or self._graphs is not None):
             raise ValueError("first_step needs a simulator without native or graph_steps, whose runs start "
                              "presentations at step 0")
+        pops = self.network.populations
+        unknown = set(third_factors or {}) - set(pops)
+        if unknown:
+            raise KeyError(f"third factors for unknown population(s) {sorted(unknown)}; have {sorted(pops)}")
         per_step, held = split_inputs(self.network, steps, inputs, self.dtype, self.device)
-        held = {name: self._as_state(x, self.network.populations[name].n, f"input {name!r}") for name, x in held.items()}
+        # Every argument checked here, before a step runs (the native loop and CUDA graphs take them whole);
+        # sequences as (steps, 1|R, N).
+        per_step = {name: self._as_sequence(v, steps, pops[name].n, f"input {name!r}: spikes")
+                    for name, v in per_step.items()}
+        held = {name: self._as_state(x, pops[name].n, f"input {name!r}") for name, x in held.items()}
         tf_held, tf_seq = {}, {}
         for name, x in (third_factors or {}).items():
             v = torch.as_tensor(x, dtype=self.dtype, device=self.device)
             if v.dim() == 3:
-                if v.shape[0] != steps:
-                    raise ValueError(f"third factor {name!r}: a sequence needs shape (steps={steps}, R, N)")
-                tf_seq[name] = v
+                tf_seq[name] = self._as_sequence(v, steps, pops[name].n, f"third factor {name!r}: a sequence")
             else:
-                tf_held[name] = v
+                tf_held[name] = self._as_state(v, pops[name].n, f"third factor {name!r}")
 
         def advance(k: int) -> None:
             step_inputs = {**held, **{name: v[k] for name, v in per_step.items()}}

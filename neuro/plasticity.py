@@ -83,6 +83,11 @@ class CompiledRule:
             for target, terms in self.terms.items()
         }
         self.has_local = any(any(v) for v in self.local.values())
+        # Products with a factor that may be infinite where the dependency is 0 (a division by a weight that
+        # is 0, say): a dense update must give 0 there, as an event-driven one does, not 0 * inf = NaN.
+        self.unbounded: Dict[str, List[bool]] = {
+            target: [any(_may_be_infinite(f) for f in t.factors) for t in terms] for target, terms in self.terms.items()
+        }
         # Plain ints read every step (the rule's properties expand it, and torch.compile cannot trace them).
         self.t_epoch: int = rule.t_epoch
         self.update_period: int = rule.update_period
@@ -177,10 +182,10 @@ class CompiledRule:
             var = target[1:]
             shared = syn[var].shape[0] == 1 and replicas > 1
             dense: List[List] = []
-            for term, local in zip(terms, self.local[target]):
+            for term, local, unbounded in zip(terms, self.local[target], self.unbounded[target]):
                 index = events.get(term.dependency) if (events is not None and local) else None
                 if index is None:
-                    dense.append(ctx.factors(term))
+                    dense.append(_vanishing(ctx.factors(term)) if unbounded else ctx.factors(term))
                     continue
                 if index.numel() == 0:
                     continue  # nobody spiked: the product is 0 everywhere
@@ -297,6 +302,25 @@ class CompiledRule:
                 state["y"][:, k] = made[:, :, 0] if made is not None else self.at_end(name, state["y"][:, k], state["ty"])
         state["tx"] = torch.zeros_like(state["tx"])
         state["ty"] = torch.zeros_like(state["ty"])
+
+
+def _may_be_infinite(e: Expr) -> bool:
+    """Whether ``e`` may be infinite for finite variables: a division by a non-constant, exp, a negative power."""
+    if not isinstance(e, Op):
+        return False
+    if (e.name == "div" and not isinstance(e.args[1], Const)) or e.name == "exp" or (e.name == "pow" and e.attrs[0] < 0):
+        return True
+    return any(_may_be_infinite(a) for a in e.args)
+
+
+def _vanishing(factors: List) -> List:
+    """A product's factors (dependency first) as one factor that is 0 wherever the dependency is 0, whatever
+    the others are there (the rule language's meaning of the dependency, which event-driven updates keep)."""
+    dep = factors[0]
+    if not isinstance(dep, torch.Tensor):
+        return factors
+    rest = _prod(factors[1:])
+    return [torch.where(dep != 0, dep * rest, torch.zeros((), dtype=dep.dtype, device=dep.device))]
 
 
 def _mixes(e: Expr) -> bool:
@@ -634,7 +658,9 @@ class RateContext(_Context):
 
 
 def _t(x) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.tensor(x)
+    # float64: a 0-d tensor takes the dtype of the tensors it meets, so a float32 run still computes in float32,
+    # while a float64 run sees the rule's constant unrounded (torch.tensor(0.1) would round it to float32).
+    return x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=torch.float64)
 
 
 def _softmax_post(a, attrs):

@@ -396,3 +396,56 @@ def test_bad_network_parameters_are_refused_by_name():
     net.population("a", 1, LIF(tau_mem=1e-3, tau_syn=1e-3))  # dt == tau: the state decays fully each step
     with pytest.raises(ValueError, match=r"set_model 'a': tau_mem \(0.0005 s\) is shorter"):
         Simulator(net).set_model("a", LIF(tau_mem=0.5e-3))
+
+
+def test_a_refused_call_leaves_the_simulator_as_it_was():
+    net = Network(dt=1e-3)
+    net.input("inp", 6)
+    net.population("out", 4, LIF(v_th=0.3))
+    net.connect("inp", "out", np.full((4, 6), 0.3), rule=standard_rules.modulated_stdp(a_plus=0.02, a_minus=0.021, t_epoch=2),
+                name="ff")
+    sim = Simulator(net, replicas=2, dtype=torch.float64)
+    sim.run(3, {"inp": torch.ones(3, 2, 6)}, third_factors={"out": torch.ones(4)})
+    before = sim.state_dict()
+    bad_calls = [
+        lambda: sim.run(4, {"inp": torch.ones(4, 3, 6)}, third_factors={"out": torch.ones(4)}),
+        lambda: sim.run(4, {"inp": torch.ones(4, 2, 6)}, third_factors={"out": torch.ones(3)}),
+        lambda: sim.run(4, {"inp": torch.ones(4, 2, 6)}, third_factors={"out": torch.ones(5, 2, 4)}),
+        lambda: sim.step({"inp": torch.ones(2, 6)}, {"out": torch.ones(3, 4)}),
+    ]
+    for call in bad_calls:
+        with pytest.raises(ValueError, match="shape"):
+            call()
+        after = sim.state_dict()
+        for k, v in before.items():
+            np.testing.assert_array_equal(after[k], v, err_msg=k)
+    with pytest.raises(KeyError, match="unknown population"):
+        sim.run(2, {"inp": torch.ones(2, 6)}, third_factors={"nope": torch.ones(4)})
+    assert sim.time_step == 3
+
+
+def test_rule_constants_keep_float64_and_a_vanishing_dependency_wins_over_an_infinite_factor():
+    from neuro import minimum, x0, y1, w
+    net = Network(dt=1e-3)
+    net.input("inp", 1)
+    net.population("out", 1, LIF())
+    net.connect("inp", "out", 1.0, rule=LearningRule(dw=u * minimum(w, 0.1)), name="ff")
+    sim = Simulator(net, dtype=torch.float64)
+    sim.run(1, {"inp": torch.zeros(1, 1)})
+    assert sim.weights("ff").item() == 1.1  # 0.1 unrounded (as float32 it is 0.10000000149)
+    # y1 / w is infinite where w = 0; x0 = 0 there (pre 0 never fires), so the product is 0 on every path
+    weights = np.full((3, 4), 0.3)
+    weights[0, 0] = 0.0
+    net = Network(dt=1e-3)
+    net.input("inp", 4)
+    net.population("out", 3, LIF(v_th=0.3))
+    net.connect("inp", "out", weights, rule=LearningRule(dw=0.01 * x0 * (y1 / w), traces={"y1": Trace(1.0, 10e-3)}), name="ff")
+    spikes = torch.zeros(10, 1, 4)
+    spikes[::2, 0, 1] = 1
+    results = []
+    for event_driven in (True, False):
+        s = Simulator(net, dtype=torch.float64, event_driven=event_driven)
+        s.run(10, {"inp": spikes})
+        results.append(s.weights("ff"))
+    assert results[1][0, 0] == 0.0 and torch.isfinite(results[1]).all()
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=0)

@@ -193,3 +193,37 @@ def test_compiler_keeps_table_indices(tmp_path):
     subprocess.run([compiler(), *FLAGS, "-o", str(tmp_path / "p"), str(tmp_path / "p.cpp")], check=True)
     out = subprocess.run([str(tmp_path / "p")], capture_output=True, text=True, check=True).stdout
     assert out == "1.7"
+
+
+def test_per_step_spikes_without_a_replica_axis_reach_every_replica_in_the_native_loop():
+    """(steps, N) spikes are the same for every replica: the native loop must not read the steps as replicas."""
+    net = Network(dt=1e-3)
+    net.input("inp", 6)
+    net.population("out", 4, LIF(v_th=0.3))
+    net.connect("inp", "out", np.full((4, 6), 0.3), rule=stdp(a_plus=0.02, a_minus=0.021), name="ff")
+    spikes = (torch.rand(20, 6, generator=torch.Generator().manual_seed(0)) < 0.5).double()
+    for every in (1, 2, 20):
+        ref = Simulator(net, replicas=2, dtype=torch.float64).run(20, {"inp": spikes}, monitors=["inp.spikes", "ff.w"], every=every)
+        nat = Simulator(net, replicas=2, dtype=torch.float64, native=True).run(
+            20, {"inp": spikes}, monitors=["inp.spikes", "ff.w"], every=every)
+        torch.testing.assert_close(nat["inp.spikes"], ref["inp.spikes"], rtol=0, atol=0)
+        torch.testing.assert_close(nat["ff.w"], ref["ff.w"], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"input 'inp': spikes needs shape \(steps=20, 6\) or \(20, 2, 6\), got \(20, 3, 6\)"):
+        Simulator(net, replicas=2, native=True).run(20, {"inp": torch.ones(20, 3, 6)})
+
+
+def test_ties_follow_the_first_epochs_clipping_when_u_is_zero():
+    """The first epoch clips every weight even where u is 0 (u_exponent > 0): the tied copy must follow then too."""
+    rule = LearningRule(dw=0.01 * u * (x1 * y1 - w), traces={"x1": Trace(1.0, 20e-3), "y1": Trace(1.0, 10e-3)},
+                        t_epoch=2, u_exponent=1, w_min=0.0, w_max=0.5)
+    net = Network(dt=1e-3)
+    net.input("inp", 4)
+    net.population("out", 3, LIF(v_th=0.05, tau_mem=2e-3))
+    net.population("back", 4, LIF(v_th=2.0, tau_mem=1e-3, tau_syn=1e-3))
+    net.connect("inp", "out", np.full((3, 4), 0.9), rule=rule, name="ff")
+    net.tied("out", "back", "ff", name="fb")
+    runs = [Simulator(net, dtype=torch.float64, native=native).run(8, {"inp": torch.ones(8, 1, 4)},
+                                                                     monitors=["back.spikes", "fb.w"])
+            for native in (False, True)]
+    torch.testing.assert_close(runs[0]["back.spikes"], runs[1]["back.spikes"], rtol=0, atol=0)
+    assert float(runs[0]["fb.w"][2].max()) == 0.5  # clipped at step 2, as its source
