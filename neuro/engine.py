@@ -559,6 +559,14 @@ class Simulator:
                 if np.size(v) and expected[k].dtype.kind == "f" and np.abs(v).max() > torch.finfo(self.dtype).max:
                     raise ValueError(f"state {k!r}: values up to {np.abs(v).max():g} do not fit {self.dtype} "
                                      f"(largest {torch.finfo(self.dtype).max:g})")
+            if k == "time_step" and int(np.asarray(v)) < 0:
+                raise ValueError(f"state 'time_step' must be >= 0, got {int(np.asarray(v))}")
+            if k.startswith("plasticity/") and k.endswith(("/tx", "/ty")):
+                # the step of the epoch at which each neuron last spiked (0: not in this epoch)
+                t_epoch = self.rules[k.split("/")[1]].t_epoch
+                if np.size(v) and not (0 <= np.min(v) and np.max(v) <= t_epoch):
+                    raise ValueError(f"state {k!r}: spike steps within the epoch must lie in [0, {t_epoch}], "
+                                     f"got [{np.min(v)}, {np.max(v)}]")
             if k.startswith("spikes/") and not np.all((np.asarray(v) == 0) | (np.asarray(v) == 1)):
                 raise ValueError(f"state {k!r}: spikes must be 0 or 1")
             proj = k[len("synapses/"):-len("/w")] if k.startswith("synapses/") and k.endswith("/w") else None

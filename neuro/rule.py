@@ -132,6 +132,10 @@ def _expand(expr: Expr) -> List[Tuple[float, Tuple[Expr, ...]]]:
             if expr.args[1].value == 0:
                 raise RuleError(f"division by zero in {expr}")
             return [(c / expr.args[1].value, f) for c, f in _expand(expr.args[0])]
+        if expr.name == "div" and not expr.args[1].variables() & set(DEPENDENCIES):
+            # a / b = a * (1 / b): each product of a keeps its dependency (a dependency in b cannot trigger)
+            inverse = Op("div", (Const(1.0), expr.args[1]))
+            return [(c, f + (inverse,)) for c, f in _expand(expr.args[0])]
     return [(1.0, (expr,))]
 
 

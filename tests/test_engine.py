@@ -449,3 +449,19 @@ def test_rule_constants_keep_float64_and_a_vanishing_dependency_wins_over_an_inf
         results.append(s.weights("ff"))
     assert results[1][0, 0] == 0.0 and torch.isfinite(results[1]).all()
     torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=0)
+
+
+def test_load_state_dict_refuses_spike_steps_outside_the_epoch_and_negative_time():
+    net = Network(dt=1e-3)
+    net.input("inp", 4)
+    net.population("out", 3, LIF(v_th=0.3))
+    net.connect("inp", "out", 0.5, rule=standard_rules.stdp(a_plus=0.02, a_minus=0.021, t_epoch=3), name="ff")
+    sim = Simulator(net)
+    sim.run(4, {"inp": torch.ones(4, 4)})
+    for key, value, problem in [("plasticity/ff/tx", np.full((1, 4), 99, np.int32), r"must lie in \[0, 3\], got \[99, 99\]"),
+                                ("plasticity/ff/ty", np.full((1, 3), -2, np.int32), r"must lie in \[0, 3\], got \[-2, -2\]"),
+                                ("time_step", np.asarray(-7), "must be >= 0, got -7")]:
+        state = sim.state_dict()
+        state[key] = value
+        with pytest.raises(ValueError, match=problem):
+            Simulator(net).load_state_dict(state)

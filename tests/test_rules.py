@@ -163,3 +163,31 @@ def test_deeply_nested_data_is_rejected_not_crashing():
         node = {"op": "neg", "args": [node]}
     with pytest.raises(RuleError, match="nested deeper"):
         expr_from_data(node)
+
+
+def test_a_product_divided_by_a_parameter_keeps_its_dependencies():
+    """(y0 x1 - x0 y1) / eta is the same rule as (y0 x1 - x0 y1) * (1 / eta), on the torch engine and natively."""
+    import torch
+
+    from neuro import LIF, Network, Param, Simulator, Trace, x0, x1, y0, y1
+    from neuro.native import compiler
+
+    traces = {"x1": Trace(1.0, 20e-3), "y1": Trace(1.0, 10e-3)}
+    divided = LearningRule(dw=(y0 * x1 - x0 * y1) / Param("eta"), params={"eta": 2.0}, traces=traces)
+    assert [t.dependency for t in divided.terms()["dw"]] == ["y0", "x0"]
+    halved = LearningRule(dw=(y0 * x1 - x0 * y1) * 0.5, traces=traces)
+    spikes = (torch.rand(30, 4, generator=torch.Generator().manual_seed(1)) < 0.3).double()
+    weights = []
+    for rule, native in [(halved, False), (divided, False)] + ([(divided, True)] if compiler() else []):
+        net = Network()
+        net.input("i", 4)
+        net.population("o", 3, LIF(v_th=0.3))
+        net.connect("i", "o", 0.5, rule=rule, name="ff")
+        sim = Simulator(net, dtype=torch.float64, native=native)
+        sim.run(30, {"i": spikes})
+        weights.append(sim.weights("ff"))
+    assert not torch.equal(weights[0], torch.full_like(weights[0], 0.5))
+    for w in weights[1:]:
+        torch.testing.assert_close(w, weights[0], rtol=1e-12, atol=1e-12)
+    with pytest.raises(RuleError, match="no dependency"):
+        LearningRule(dw=x1 / (y0 + 1.0), traces=traces)  # a dependency under the division cannot trigger
