@@ -8,7 +8,10 @@ Registered as a ``neuro.commands`` entry point, so the core CLI never imports ``
   are constant values (``--input NAME=VALUE`` or ``NAME=FILE.npy`` holding
   ``(N,)`` values for an encoder, ``(steps, N)`` spikes without one).
 * ``neuro export --to nir MODEL.h5 -o GRAPH.nir`` writes the inference graph
-  with the current weights (NIR has no plasticity: the rules stay in MODEL.h5).
+  with the current weights (NIR has no plasticity: the rules stay in MODEL.h5);
+  ``--replica``, ``--delays`` and ``--freeze-theta`` are :func:`export.nir.to_nir`'s options.
+
+Every problem of the file, the inputs or the export is one line on stderr and exit status 1.
 """
 from __future__ import annotations
 
@@ -28,9 +31,15 @@ def _parse_inputs(items, network) -> Dict[str, np.ndarray]:
         if not sep or name not in network.populations:
             raise ValueError(f"--input {item!r}: use NAME=VALUE or NAME=FILE.npy with an input population name")
         if value.endswith(".npy"):
-            inputs[name] = np.load(value, allow_pickle=False)
+            try:
+                inputs[name] = np.load(value, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"--input {item!r}: cannot read {value!r}: {e}") from None
         else:
-            inputs[name] = np.full(network.populations[name].n, float(value))
+            try:
+                inputs[name] = np.full(network.populations[name].n, float(value))
+            except ValueError:
+                raise ValueError(f"--input {item!r}: {value!r} is neither a number nor a .npy file") from None
     return inputs
 
 
@@ -44,12 +53,19 @@ def export_command(args: argparse.Namespace) -> int:
         return 1
     net = sim.network
     if args.to == "nir":
-        from export.nir import write_nir
+        from export.nir import NIRExportError, write_nir
 
         out = Path(args.output or Path(args.model).with_suffix(".nir"))
-        write_nir(out, sim)
+        try:
+            write_nir(out, sim, replica=args.replica, delays=args.delays, freeze_theta=args.freeze_theta)
+        except (NIRExportError, OSError) as e:
+            print(f"neuro export: {e}", file=sys.stderr)
+            return 1
         print(f"wrote NIR graph {out} (inference only; the plasticity rules stay in {args.model})")
         return 0
+    if args.steps < 1:
+        print(f"neuro export: --steps must be at least 1, got {args.steps}", file=sys.stderr)
+        return 1
 
     from export.lava import LavaExportError, run_lava
 
@@ -86,4 +102,10 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=500, help="steps to run on Lava (default 500)")
     p.add_argument("--input", action="append", help="NAME=VALUE or NAME=FILE.npy (repeatable)")
     p.add_argument("-o", "--output", help="output file for --to nir")
+    p.add_argument("--replica", type=int, help="--to nir: the replica whose weights (thresholds) to export, "
+                                               "where replicas differ")
+    p.add_argument("--delays", choices=("implicit", "explicit"), default="implicit",
+                   help="--to nir: no Delay nodes (layered networks only) or a Delay(dt) per projection")
+    p.add_argument("--freeze-theta", action="store_true",
+                   help="--to nir: export adaptive thresholds at their current value")
     p.set_defaults(handler=export_command)

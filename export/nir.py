@@ -154,7 +154,7 @@ def _population_depths(network: Network) -> Dict[str, int]:
             raise NIRExportError(
                 f"projections form a cycle through several populations ({' -> '.join(cycle)}): read without "
                 f"delays, a NIR cycle is delayed by one step in all, where neuro delays each projection by "
-                f"one step; export with delays='explicit'"
+                f"one step; export with delays='explicit' (neuro export: --delays explicit)"
             )
         visiting.append(p)
         ds = {pre: visit(pre) + 1 for pre, _ in parents[p]}
@@ -163,7 +163,7 @@ def _population_depths(network: Network) -> Dict[str, int]:
             paths = ", ".join(f"from {pre!r} after {d} projection(s)" for pre, d in ds.items())
             raise NIRExportError(
                 f"population {p!r} is reached by paths of different lengths ({paths}): a NIR graph without "
-                f"delays cannot keep neuro's one-step delay per projection there; export with delays='explicit'"
+                f"delays cannot keep neuro's one-step delay per projection there; export with delays='explicit' (neuro export: --delays explicit)"
             )
         depth[p] = next(iter(ds.values()), 0)
         return depth[p]
@@ -183,7 +183,7 @@ def _current_weights(source: Union[Network, Simulator], name: str, replica: Opti
         if replica is None:
             raise NIRExportError(
                 f"projection {name!r} has one weight matrix per replica ({w.shape[0]} replicas); a NIR graph "
-                f"holds one network: pass replica=<index> to export one of them"
+                f"holds one network: pass replica=<index> (neuro export: --replica) to export one of them"
             )
         if not 0 <= replica < w.shape[0]:
             raise NIRExportError(f"replica={replica} is out of range for projection {name!r} ({w.shape[0]} replicas)")
@@ -206,7 +206,7 @@ def _thresholds(
     if not freeze_theta:
         raise NIRExportError(
             f"population {pop.name!r}: the adaptive threshold (theta_plus={m.theta_plus}) has no NIR "
-            f"equivalent; pass freeze_theta=True to export the current threshold v_th + theta instead"
+            f"equivalent; pass freeze_theta=True (neuro export: --freeze-theta) to export the current threshold v_th + theta instead"
         )
     if not isinstance(source, Simulator):
         return v_th  # theta starts at 0
@@ -214,7 +214,7 @@ def _thresholds(
     if replica is None:
         if theta.shape[0] > 1 and not np.all(theta == theta[:1]):
             raise NIRExportError(
-                f"population {pop.name!r}: the replicas' thresholds differ; pass replica=<index> to export one"
+                f"population {pop.name!r}: the replicas' thresholds differ; pass replica=<index> (neuro export: --replica) to export one"
             )
         replica = 0
     return v_th + theta[replica]
@@ -591,6 +591,15 @@ def from_nir(graph_or_path, dt: Optional[float] = None, name: Optional[str] = No
     built.sort(key=lambda b: proj_order.index(b[0]) if b[0] in proj_order else len(proj_order))
     for proj_name, pre, post, w in built:
         net.connect(pre, post, w, name=proj_name)
+    if not any(isinstance(v, nir.Delay) for v in graph.nodes.values()):
+        # Delay-free edges are instantaneous in NIR, one step each in neuro: the same spikes (shifted by
+        # each population's depth) only in a layered graph, which is what to_nir writes without delays.
+        try:
+            _population_depths(net)
+        except NIRExportError as e:
+            raise NIRImportError(f"{what}: a graph without Delay nodes must be layered to run as NIR reads it: "
+                                 f"{str(e).split('; export with')[0]}; add Delay nodes (exact for any topology)"
+                                 ) from None
     return net
 
 

@@ -59,3 +59,33 @@ def test_neuro_export_bad_input_fails_clearly(example_out, capsys):
     out, _ = example_out
     assert main(["export", "--to", "lava", str(out / "model.h5"), "--input", "nope=1"]) == 1
     assert "--input 'nope=1'" in capsys.readouterr().err
+
+
+def test_neuro_export_problems_are_one_line_errors_and_nir_options_are_offered(tmp_path, capsys):
+    import torch
+
+    from neuro import Network, Simulator
+    from neuro.io import save
+
+    net = Network(dt=1e-3)
+    net.input("x", 3)
+    net.population("a", 2)
+    net.connect("x", "a", np.arange(12, dtype=float).reshape(2, 2, 3) / 10)  # per replica
+    save(tmp_path / "m.h5", Simulator(net, replicas=2))
+    target = tmp_path / "g.nir"
+    assert main(["export", "--to", "nir", str(tmp_path / "m.h5"), "-o", str(target)]) == 1
+    assert "--replica" in capsys.readouterr().err and not target.exists()
+    assert main(["export", "--to", "nir", str(tmp_path / "m.h5"), "-o", str(target), "--replica", "1"]) == 0
+    np.testing.assert_allclose(nir.read(str(target)).nodes["x_to_a"].weight, np.arange(6, 12).reshape(2, 3) / 10, rtol=1e-6)
+    capsys.readouterr()
+    single = Network(dt=1e-3)
+    single.input("x", 3)
+    single.population("a", 2)
+    single.connect("x", "a", 0.5)
+    save(tmp_path / "s.h5", Simulator(single, dtype=torch.float64))
+    for args, problem in [(["--steps", "0"], "--steps must be at least 1, got 0"),
+                          (["--input", f"x={tmp_path / 'missing.npy'}"], "cannot read"),
+                          (["--input", "x=abc"], "neither a number nor a .npy file")]:
+        assert main(["export", "--to", "lava", str(tmp_path / "s.h5")] + args) == 1
+        err = capsys.readouterr().err
+        assert problem in err and "Traceback" not in err

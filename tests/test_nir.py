@@ -377,3 +377,17 @@ def test_a_simulator_exports_the_model_it_steps_with_and_checks_the_replica():
     for bad in (2, -1):
         with pytest.raises(NIRExportError, match=f"replica {bad} is out of range"):
             to_nir(sim, replica=bad)
+
+
+def test_a_delay_free_graph_that_is_not_layered_is_refused_on_import():
+    """NIR's edges without Delay nodes are instantaneous; neuro's projections delay by one step each, so a skip
+    connection beside a two-projection path would arrive a step apart: b would never fire."""
+    ones = np.ones(1)
+    def lif():  # noqa: E306 - v_k = input_k
+        return nir.LIF(tau=ones * DT, r=ones, v_leak=0 * ones, v_threshold=ones)
+    nodes = {"x": nir.Input(input_type={"input": np.array([1])}), "w1": nir.Linear(weight=np.array([[2.0]])),
+             "a": lif(), "w2": nir.Linear(weight=np.array([[0.6]])), "skip": nir.Linear(weight=np.array([[0.6]])),
+             "b": lif(), "out": nir.Output(output_type={"output": np.array([1])})}
+    edges = [("x", "w1"), ("w1", "a"), ("a", "w2"), ("w2", "b"), ("x", "skip"), ("skip", "b"), ("b", "out")]
+    with pytest.raises(NIRImportError, match="must be layered.*paths of different lengths.*add Delay nodes"):
+        from_nir(nir.NIRGraph(nodes=nodes, edges=edges), dt=DT)
