@@ -6,7 +6,9 @@ uninterrupted run):
 
 ``/`` (root) attributes
     ``format = "neuro.model"``, ``format_version`` (1; 2 when the file has
-    ``/connectivity``; 3 when it has ``/models``), ``writer`` (the neuro version that wrote it).
+    ``/connectivity``; 3 when it has ``/models``), ``writer`` (the neuro version that wrote it),
+    ``checksum`` (``"sha256:<hex>"`` of the texts, settings and time step, which HDF5's Fletcher-32
+    checksums of the arrays do not cover; files written before it have none and are read unchecked).
 ``/network``
     scalar UTF-8 string dataset: ``json.dumps(Network.to_data())``, i.e. the
     populations (size, neuron model and its parameters, encoder) and the
@@ -40,6 +42,7 @@ and reports every problem as a :class:`ModelFileError` that names the file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -137,6 +140,14 @@ def _swapped_models(simulator: Simulator) -> Dict[str, Dict[str, Any]]:
     return {name: model_to_data(m) for name, m in simulator.models.items() if m != pops[name].model}
 
 
+def _digest(network: str, models: Optional[str], metadata: Optional[str], replicas: int, dtype: str, seed: int,
+            dt: float, learning: bool, rng_device: str, time_step: int) -> str:
+    """SHA-256 of what a model file holds outside its (Fletcher-32 checked) arrays."""
+    text = json.dumps([network, models, metadata, int(replicas), dtype, int(seed), float(dt), bool(learning),
+                       rng_device, int(time_step)])
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _write_contents(f: h5py.File, simulator: Simulator, network_json: str, models_json: Optional[str],
                     metadata_json: Optional[str]) -> None:
     """Fill an open, empty HDF5 file (see the module docstring for the layout)."""
@@ -161,6 +172,9 @@ def _write_contents(f: h5py.File, simulator: Simulator, network_json: str, model
     # The generator's state layout depends on its device (CPU: Mersenne twister,
     # 5056 bytes; CUDA: seed + offset, 16 bytes); remembered to load it safely.
     settings.attrs["rng_device"] = _fixed_string(simulator.generator.device.type)
+    f.attrs["checksum"] = _fixed_string(_digest(
+        network_json, models_json, metadata_json, simulator.replicas, _dtype_name(simulator.dtype), simulator.seed,
+        simulator.dt, bool(getattr(simulator, "learning", True)), simulator.generator.device.type, simulator.time_step))
 
     init = f.create_group("initial_weights")
     for name, proj in simulator.network.projections.items():
@@ -594,6 +608,19 @@ def _read_state(r: _Reader, expected: Mapping[str, np.ndarray], rng_compatible: 
     return state
 
 
+def _verify_checksum(r: _Reader, c: _Contents) -> None:
+    stored = r.attr(r.f, "checksum", "the root", required=False)
+    if stored is None:
+        return  # written before checksums
+    if isinstance(stored, bytes):
+        stored = stored.decode("utf-8", errors="replace")
+    texts = [r.string(name) if name in r.f else None for name in ("/network", "/models", "/metadata")]
+    time_step = int(r.numeric("/state/time_step", shape=(), kinds="iu"))
+    if stored != _digest(*texts, c.replicas, c.dtype_name, c.seed, c.dt, c.learning, c.rng_device, time_step):
+        raise r.error("the file is damaged: its network description, settings or time step do not match the "
+                      "checksum written with them")
+
+
 def _check_replicas(r: _Reader, c: _Contents) -> None:
     """The stored spikes ``(R, n)`` against ``/settings``'s replicas, from the datasets' shapes alone: checked
     before a simulator allocates its state for a number of replicas that may be damaged or hostile."""
@@ -660,6 +687,7 @@ def load(
     path, f = _open(path)
     with f:
         c = _guarded(path, lambda: _read(path, f))
+        _guarded(path, lambda: _verify_checksum(_Reader(path, f), c))
         _guarded(path, lambda: _check_replicas(_Reader(path, f), c))
         try:
             sim = Simulator(c.network, c.replicas, device, dtype or _DTYPES[c.dtype_name], c.seed)
@@ -727,6 +755,7 @@ def describe(path: PathLike) -> str:
 
     with f:
         c = _guarded(path, lambda: _read(path, f))
+        _guarded(path, lambda: _verify_checksum(_Reader(path, f), c))
         time_step, current = _guarded(path, current_weights)
 
     net = c.network

@@ -250,12 +250,25 @@ def test_describe_summarizes_the_model(model_file):
         assert expected in text, (expected, text)
 
 
+def reseal(path) -> None:
+    """Write the checksum of a file edited to look as if saved elsewhere (what save would have written)."""
+    from neuro.io import _digest
+
+    with h5py.File(path, "r+") as f:
+        texts = [f[k][()].decode() if k in f else None for k in ("network", "models", "metadata")]
+        a = f["settings"].attrs
+        value = lambda k: a[k].decode() if isinstance(a[k], bytes) else a[k]  # noqa: E731
+        f.attrs["checksum"] = _digest(*texts, value("replicas"), value("dtype"), value("seed"), value("dt"),
+                                      value("learning"), value("rng_device"), f["state/time_step"][()])
+
+
 def test_generator_state_from_another_device_is_reseeded_with_a_warning(model_file):
     # As if saved on CUDA: a CUDA generator's state is 16 bytes (seed, offset).
     with h5py.File(model_file, "r+") as f:
         f["settings"].attrs["rng_device"] = "cuda"
         del f["state/rng_state"]
         f["state/rng_state"] = np.zeros(16, dtype=np.uint8)
+    reseal(model_file)
     with pytest.warns(RuntimeWarning, match="reseeded with seed 3"):
         sim = load(model_file)
     assert sim.time_step == 40
@@ -315,5 +328,31 @@ def test_values_beyond_the_dtype_and_a_damaged_replica_count_are_refused(tmp_pat
     assert load(tmp_path / "big.h5").weights("i_to_o").max() == 1e5
     with h5py.File(tmp_path / "big.h5", "r+") as f:
         f["settings"].attrs["replicas"] = np.int64(10**12)  # would allocate terabytes
+    with pytest.raises(ModelFileError, match="damaged: its network description, settings or time step do not match"):
+        load(tmp_path / "big.h5")
+    with h5py.File(tmp_path / "big.h5", "r+") as f:
+        del f.attrs["checksum"]  # as a file written before checksums
     with pytest.raises(ModelFileError, match=r"'/state/spikes/i' has shape \(1, 2\), but /settings says 1000000000000"):
         load(tmp_path / "big.h5")
+
+
+@pytest.mark.parametrize("edit", ["network", "metadata", "seed", "time_step"])
+def test_damage_outside_the_arrays_is_caught_by_the_checksum(model_file, edit):
+    """One changed byte in the description, a setting or the time step: loading and describing refuse the file."""
+    with h5py.File(model_file, "r+") as f:
+        if edit in ("network", "metadata"):
+            text = f[edit][()].decode()
+            changed = text.replace("0.01", "0.09", 1) if edit == "network" else text.replace("1", "2", 1)
+            assert changed != text
+            del f[edit]
+            f[edit] = np.array(changed.encode(), dtype=h5py.string_dtype("utf-8", len(changed.encode())))
+        elif edit == "seed":
+            f["settings"].attrs["seed"] = np.int64(4)
+        else:
+            del f["state/time_step"]
+            f["state/time_step"] = np.int64(41)
+    for read in (load, describe):
+        with pytest.raises(ModelFileError, match="damaged"):
+            read(model_file)
+    reseal(model_file)  # the same edits, as save would have written them, load
+    load(model_file)
