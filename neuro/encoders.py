@@ -42,7 +42,8 @@ class PoissonEncoder(_RateCode):
         self, values: torch.Tensor, step_in_presentation: int, dt: float, generator: torch.Generator
     ) -> torch.Tensor:
         self.per_step(dt)
-        return poisson_encode_step(values, f_max=self.max_rate, dt=dt, generator=generator).to(values.dtype)
+        # clamped as the other rate codes: a value of 5 must not fire at 5 * max_rate
+        return poisson_encode_step(values.clamp(0, 1), f_max=self.max_rate, dt=dt, generator=generator).to(values.dtype)
 
 
 @dataclass(frozen=True)

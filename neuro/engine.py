@@ -128,6 +128,8 @@ class Simulator:
     ) -> None:
         if int(replicas) != replicas or replicas < 1:
             raise ValueError(f"replicas must be a positive integer, got {replicas!r}")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating torch dtype (torch.float32, torch.float64, ...), got {dtype!r}")
         if event_driven not in (True, False, "auto"):
             raise ValueError(f"event_driven must be True, False or 'auto', got {event_driven!r}")
         self.network = network

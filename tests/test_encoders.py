@@ -38,3 +38,13 @@ def test_latency_fires_once_per_window_earlier_for_larger_values():
     assert torch.equal(s[:11], s[11:])  # the window repeats
     with pytest.raises(ValueError, match="window"):
         LatencyEncoder(window=0)
+
+
+def test_poisson_values_above_one_fire_at_most_at_max_rate():
+    import torch as _torch
+
+    from neuro import PoissonEncoder as _Poisson
+
+    g = _torch.Generator().manual_seed(0)
+    spikes = _torch.stack([_Poisson(max_rate=100.0).step(_torch.full((2000,), 5.0), k, 1e-3, g) for k in range(50)])
+    assert 0.08 < float(spikes.mean()) < 0.12  # 100 Hz at dt = 1 ms, not 500 Hz

@@ -465,3 +465,10 @@ def test_load_state_dict_refuses_spike_steps_outside_the_epoch_and_negative_time
         state[key] = value
         with pytest.raises(ValueError, match=problem):
             Simulator(net).load_state_dict(state)
+
+
+def test_a_simulator_needs_a_floating_dtype():
+    net = Network()
+    net.input("x", 2)
+    with pytest.raises(TypeError, match="dtype must be a floating torch dtype"):
+        Simulator(net, dtype=torch.int32)
