@@ -381,6 +381,8 @@ def _node_size(name: str, node: nir.NIRNode) -> int:
 
 def _uniform(name: str, node: nir.NIRNode, field: str, n: int) -> float:
     values = _as_array(getattr(node, field), n)
+    if np.isnan(values).any():
+        raise NIRImportError(f"node {name!r} ({type(node).__name__}): {field} is NaN")
     if not np.all(values == values[0]):
         raise NIRImportError(
             f"node {name!r} ({type(node).__name__}): {field} differs between neurons; a neuro population "
@@ -562,8 +564,13 @@ def from_nir(graph_or_path, dt: Optional[float] = None, name: Optional[str] = No
         if isinstance(node, nir.Input):
             net.input(pop_name[k], sizes[k])
         else:
-            model, scale = _neuron_model(k, node, sizes[k], dt)
-            net.population(pop_name[k], sizes[k], model)
+            try:
+                model, scale = _neuron_model(k, node, sizes[k], dt)
+                net.population(pop_name[k], sizes[k], model)
+            except NIRImportError:
+                raise
+            except ValueError as e:  # parameters no neuro model takes: infinite, or time constants below dt
+                raise NIRImportError(f"{what}: node {k!r} ({type(node).__name__}): {e}") from None
             scales[k] = scale
 
     weight_uses: Dict[str, int] = {}

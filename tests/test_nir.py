@@ -391,3 +391,18 @@ def test_a_delay_free_graph_that_is_not_layered_is_refused_on_import():
     edges = [("x", "w1"), ("w1", "a"), ("a", "w2"), ("w2", "b"), ("x", "skip"), ("skip", "b"), ("b", "out")]
     with pytest.raises(NIRImportError, match="must be layered.*paths of different lengths.*add Delay nodes"):
         from_nir(nir.NIRGraph(nodes=nodes, edges=edges), dt=DT)
+
+
+@pytest.mark.parametrize("field, value, problem", [("v_threshold", np.nan, "v_threshold is NaN"),
+                                                   ("v_leak", np.inf, "v_leak must be a finite number"),
+                                                   ("tau", 1e-4, r"tau_mem \(0.0001 s\) is shorter than the time step")])
+def test_imported_neuron_parameters_that_no_neuro_model_takes_are_named(field, value, problem):
+    ones = np.ones(2)
+    params = dict(tau=ones * 0.01, r=ones, v_leak=0 * ones, v_threshold=ones)
+    params[field] = ones * value
+    graph = nir.NIRGraph(
+        nodes={"x": nir.Input(input_type={"input": np.array([2])}), "w": nir.Linear(weight=np.eye(2)),
+               "a": nir.LIF(**params), "out": nir.Output(output_type={"output": np.array([2])})},
+        edges=[("x", "w"), ("w", "a"), ("a", "out")])
+    with pytest.raises(NIRImportError, match=f"node 'a' \\(LIF\\): {problem}"):
+        from_nir(graph, dt=DT)
