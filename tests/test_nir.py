@@ -404,5 +404,5 @@ def test_imported_neuron_parameters_that_no_neuro_model_takes_are_named(field, v
         nodes={"x": nir.Input(input_type={"input": np.array([2])}), "w": nir.Linear(weight=np.eye(2)),
                "a": nir.LIF(**params), "out": nir.Output(output_type={"output": np.array([2])})},
         edges=[("x", "w"), ("w", "a"), ("a", "out")])
-    with pytest.raises(NIRImportError, match=f"node 'a' \\(LIF\\): {problem}"):
+    with pytest.raises(NIRImportError, match=f"node 'a' \\(LIF\\): (population 'a': )?{problem}"):
         from_nir(graph, dt=DT)
