@@ -6,6 +6,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from networks.checks import check_dataset, check_int
 from networks.softhebb import activation
 
 
@@ -26,9 +27,17 @@ def backprop_mlp_accuracy(
     The hidden layer starts from ``initial_weights`` ``(hidden, pixels)`` (the same
     start as the local learner) and uses the same activation as the SoftHebb
     readout (:func:`networks.softhebb.activation` of kind ``readout``), so only the
-    learning differs. ``epochs`` are passes over ``x_train``. Returns the test
-    accuracy in [0, 1] and the learned hidden weights.
+    learning differs. ``epochs`` are passes over ``x_train``. Images are ``(n, pixels)``, labels
+    ``(n,)`` non-negative integers (the classes are ``0 .. max label``); ``batch >= 2``, as the batch
+    norm needs two samples (a last batch of one is left out). Returns the test accuracy in [0, 1] and
+    the learned hidden weights.
     """
+    check_int("epochs", epochs, minimum=0)
+    check_int("batch", batch, minimum=2)
+    pixels = np.shape(initial_weights)[1]
+    # The class count is read from the labels, so they are only checked to be class indices.
+    y_train = check_dataset("backprop_mlp_accuracy (train)", x_train, y_train, pixels, None)
+    y_test = check_dataset("backprop_mlp_accuracy (test)", x_test, y_test, pixels, None)
     g = torch.Generator().manual_seed(seed)
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     hidden = torch.nn.Linear(x_train.shape[1], len(initial_weights), bias=False)

@@ -27,9 +27,10 @@ Consolidation, two ways, both written in the rule language for local learners:
 The same importance formula serves the gradient-trained MLP of the benchmark
 (:class:`ContinualMLP`), whose layers evaluate the importance rule through the rule
 language's rate semantics (:func:`coactivity_step`). Its ``gated`` method applies the
-same principle to a gradient learner: each optimizer step is scaled by ``1 - t``,
-with ``|x * y|`` as the co-activity because its output layer's activity is signed
-(the spiking rule's traces are never negative, so it uses ``x1 * y1``).
+same principle to a gradient learner: each optimizer step of a weight is scaled by ``1 - t``
+(the biases have no importance tag and learn ungated), with ``|x * y|`` as the co-activity
+because its output layer's activity is signed (the spiking rule's traces are never negative,
+so it uses ``x1 * y1``).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from neuro import LearningRule, Param, Trace
 from neuro.expr import abs_, d, t, u, w, x1, y1
 from neuro.plasticity import CompiledRule, RateContext
 from neuro.streams import Task
+from networks.checks import check_int, check_number
 
 METHODS = ("naive", "mas", "mas_hebbian", "ewc", "gated", "joint")
 PENALIZED = ("mas", "mas_hebbian", "ewc")  # the methods with a consolidation penalty in the loss
@@ -182,7 +184,8 @@ class ContinualConfig:
         epochs: passes over each task's training images.
         batch, lr: Adam mini-batches and learning rate.
         lam: strength of the consolidation penalty (``mas``, ``mas_hebbian``, ``ewc``).
-        gamma: rate of the saturating importance (``gated``), per sample.
+        gamma: rate of the saturating importance (``gated``), per sample; it gates the weights only
+            (the biases have no importance tag).
         setting: ``"task"`` (task-incremental: outputs restricted to the task's classes)
             or ``"domain"`` (domain-incremental: one shared output per position in the task).
         seed: initial weights and sample order.
@@ -197,6 +200,17 @@ class ContinualConfig:
     setting: str = "task"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # Frozen: the checked ints are stored as Python ints, as a dataclass's __init__ would.
+        for name in ("hidden", "epochs", "batch"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name)))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0))
+        check_number("lr", self.lr)
+        check_number("lam", self.lam, allow_zero=True)  # 0: no penalty
+        check_number("gamma", self.gamma, allow_zero=True)  # 0: the gate stays open
+        if self.setting not in ("task", "domain"):
+            raise ValueError(f"setting must be 'task' or 'domain', got {self.setting!r}")
+
 
 class ContinualMLP:
     """``pixels -> hidden (ReLU) -> outputs`` learning tasks one after the other with a method of :data:`METHODS`."""
@@ -204,8 +218,6 @@ class ContinualMLP:
     def __init__(self, n_inputs: int, n_outputs: int, method: str, cfg: ContinualConfig = ContinualConfig()) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown continual-learning method {method!r}; known: {', '.join(METHODS)}")
-        if cfg.setting not in ("task", "domain"):
-            raise ValueError(f"setting must be 'task' or 'domain', got {cfg.setting!r}")
         self.method, self.cfg, self.n_outputs = method, cfg, n_outputs
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
@@ -297,7 +309,9 @@ class ContinualMLP:
                 loss.backward()
                 opt.step()
                 if self.method == "gated":
-                    with torch.no_grad():  # dw -> dw * (1 - t), the consolidated importance of earlier tasks
+                    # dw -> dw * (1 - t), the consolidated importance of earlier tasks; only the weights have
+                    # a tag (a bias joins no pair of neurons), so the biases take the full optimizer step.
+                    with torch.no_grad():
                         for name, layer in self.layers.items():
                             w0 = before[name]
                             layer.weight.copy_(w0 + (layer.weight - w0) * (1.0 - self.gate[name]))

@@ -39,6 +39,7 @@ import torch
 from neuro import IAF, LIF, LearningRule, Network, Param, Trace
 from neuro.expr import u, x1, y2
 from neuro.plasticity import CompiledRule, RateContext
+from networks.checks import check_dataset, check_int, check_number, check_widths
 
 ACTIVATIONS = {
     "tanh": (torch.tanh, lambda x: 1.0 - torch.tanh(x) ** 2),
@@ -63,7 +64,7 @@ class PCConfig:
             prediction to the label (1: at the label). Small nudges keep the errors small, where
             PC's update approaches backprop's gradient; scale ``eta`` by ``1 / nudge`` to keep
             the step size.
-        seed: initial weights and sample order.
+        seed: initial weights and sample order (:func:`train`'s default seed).
     """
 
     hidden: Tuple[int, ...] = (256,)
@@ -77,12 +78,17 @@ class PCConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 < self.nudge <= 1:
+        # Frozen: the checked values (Python ints, hidden a tuple) are stored as a dataclass's __init__ would.
+        object.__setattr__(self, "hidden", check_widths("hidden", self.hidden))
+        for name in ("steps", "epochs", "batch"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name)))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0))  # numpy refuses negative seeds
+        check_number("eta", self.eta)
+        check_number("gamma", self.gamma, allow_zero=True)  # 0: the values stay at the feed-forward pass
+        if not 0 < self.nudge <= 1:  # NaN fails the comparison too
             raise ValueError(f"nudge must lie in (0, 1], got {self.nudge!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; known: {', '.join(ACTIVATIONS)}")
-        if int(self.steps) != self.steps or self.steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
 
 
 def pc_rule(eta: float = 0.05, tau: float = 20e-3, u_exponent: int = 0, impulse: float = 1.0) -> LearningRule:
@@ -154,6 +160,11 @@ class PCNetwork:
 
     def b(self, l: int) -> torch.Tensor:
         return -self.syn[f"B{l}"]["w"][0, :, 0]
+
+    @property
+    def widths(self) -> Tuple[int, ...]:
+        """Units per value layer ``(n_0, ..., n_L)``: the input (bottom) first, the top last."""
+        return (self.W(1).shape[1], *(self.W(l).shape[0] for l in range(1, self.L + 1)))
 
     def _activity(self, l: int, x: torch.Tensor) -> torch.Tensor:
         return x if l == 0 else self.f(x)  # the input is used as it is
@@ -234,16 +245,27 @@ class PCNetwork:
         return Network.from_data(self.network.to_data(), weights)
 
 
-def train(pc: PCNetwork, x: np.ndarray, labels: np.ndarray, n_classes: int, seed: int = 0, generative: bool = False) -> float:
-    """``cfg.epochs`` epochs of PC on images ``x`` ``(n, pixels)`` and their labels; returns seconds spent.
+def train(pc: PCNetwork, x: np.ndarray, labels: np.ndarray, n_classes: int, seed: Optional[int] = None,
+          generative: bool = False) -> float:
+    """``cfg.epochs`` epochs of PC on images ``x`` ``(n, pixels)`` and their labels ``(n,)`` (integers in
+    ``[0, n_classes)``); returns seconds spent.
 
-    Supervised: image at the bottom, label on top; ``generative``: label at the bottom, image on top.
+    Supervised: image at the bottom, label on top (``n_classes`` the top layer's width); ``generative``:
+    label at the bottom, image on top. ``seed`` orders the samples; None: ``pc.cfg.seed``.
     """
     cfg = pc.cfg
+    check_int("n_classes", n_classes)
+    widths = pc.widths
+    label_layer, image_width = (widths[0], widths[-1]) if generative else (widths[-1], widths[0])
+    if n_classes != label_layer:
+        where = "bottom" if generative else "top"
+        raise ValueError(f"train: n_classes={n_classes}, but the network's {where} layer (the label's) has "
+                         f"{label_layer} units")
+    labels = check_dataset("train", x, labels, image_width, n_classes)
     xt = torch.as_tensor(x, dtype=pc.dtype)
-    onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), n_classes).to(pc.dtype)
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(labels, dtype=torch.long), n_classes).to(pc.dtype)
     bottom, top = (onehot, xt) if generative else (xt, onehot)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(cfg.seed if seed is None else seed)
     t0 = time.perf_counter()
     with torch.no_grad():
         for _ in range(cfg.epochs):
@@ -260,12 +282,17 @@ def train(pc: PCNetwork, x: np.ndarray, labels: np.ndarray, n_classes: int, seed
 
 def generate(pc: PCNetwork, n_classes: int) -> np.ndarray:
     """A generative network's image for each class: the feed-forward pass of its one-hot label, ``(classes, pixels)``."""
+    if n_classes != pc.widths[0]:
+        raise ValueError(f"generate: n_classes={n_classes}, but the network's bottom layer (the label's) has "
+                         f"{pc.widths[0]} units")
     with torch.no_grad():
         return pc.predict(torch.eye(n_classes, dtype=pc.dtype)).numpy()
 
 
 def accuracy(pc: PCNetwork, x: np.ndarray, labels: np.ndarray) -> float:
-    """Test accuracy of the feed-forward prediction (largest top unit)."""
+    """Test accuracy of the feed-forward prediction (largest top unit) on images ``x`` ``(n, n_0)`` with
+    labels ``(n,)``, integers in ``[0, n_L)``; a fraction in [0, 1]."""
+    labels = check_dataset("accuracy", x, labels, pc.widths[0], pc.widths[-1])
     with torch.no_grad():
         return float((pc.predict(torch.as_tensor(x)).argmax(dim=1).numpy() == labels).mean())
 
@@ -273,6 +300,8 @@ def accuracy(pc: PCNetwork, x: np.ndarray, labels: np.ndarray) -> float:
 def backprop_mlp(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: PCConfig = PCConfig()) -> Tuple["torch.nn.Module", float]:
     """The same MLP (same initial weights, activation, biases, optimizer and squared-error loss)
     trained with backprop; returns the model (call it on images) and the seconds spent."""
+    check_int("n_classes", n_classes)
+    labels = check_dataset("backprop_mlp", x, labels, None, n_classes)
     f, _ = ACTIVATIONS[cfg.activation]
     reference = PCNetwork(build(x.shape[1], n_classes, cfg), cfg)
     weights = [torch.nn.Parameter(reference.W(l).clone()) for l in range(1, reference.L + 1)]
@@ -286,7 +315,7 @@ def backprop_mlp(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: PCConfi
 
     opt = torch.optim.SGD(weights + biases, lr=cfg.eta)
     xt = torch.as_tensor(x, dtype=torch.float32)
-    onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), n_classes).float()
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(labels, dtype=torch.long), n_classes).float()
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
     for _ in range(cfg.epochs):

@@ -56,6 +56,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neuro import LIF, Network, Recording, RegularEncoder, Simulator
+from networks.checks import check_dataset, check_images, check_int, check_number, check_widths, is_int
 from networks.pc import pc_rule
 
 
@@ -91,14 +92,16 @@ class SpikingPCConfig:
             0.899, 0.901, 0.899, 0.890, 0.891, 0.899 (mean 0.8977) without (digits, seed 0: 0.939 either way);
             the default since 2026-12-07.
         tune_eta: the learning rate in the fine-tuning epochs as a fraction of ``eta``.
-        tune_tau_value: ``tau_value`` (s) in the fine-tuning epochs; None: unchanged. Without the leak in
-            those epochs (100 s), MNIST-5k seeds 1-4: 0.909, 0.902, 0.903, 0.901, the same as with it.
+        tune_tau_value: ``tau_value`` (s, longer than ``dt``) in the fine-tuning epochs; None: unchanged.
+            Without the leak in those epochs (100 s), MNIST-5k seeds 1-4: 0.909, 0.902, 0.903, 0.901, the same
+            as with it.
         rate: spikes per step of an activity of 1 (inputs, label and value units alike).
         feedback: change of a value unit's current per error spike (per step).
         error_gain: error spikes per step per unit error.
-        tau_error: time constant of the error units' currents (s): the window of the error estimate.
-        tau_value: time constant of the value units' currents (s): long, near-perfect integrators. The
-            (positive) values decay by ``dt / tau_value`` a step, which a standing error of ``dt /
+        tau_error: time constant of the error units' currents (s, longer than ``dt``): the window of the
+            error estimate.
+        tau_value: time constant of the value units' currents (s, longer than ``dt``): long, near-perfect
+            integrators. The (positive) values decay by ``dt / tau_value`` a step, which a standing error of ``dt /
             (tau_value * feedback)`` times the value makes up (2 % at 2 s). Longer is not better: without
             the leak learning is unstable at ``eta`` 0.1 (100 s: MNIST-5k 0.854; 5 s unstable as well).
         tau_trace: time constant of the pre-synaptic spike trace ``x1`` (s).
@@ -166,12 +169,14 @@ class SpikingPCConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # Frozen: the checked values (Python ints, hidden a tuple) are stored as a dataclass's __init__ would.
+        object.__setattr__(self, "hidden", check_widths("hidden", self.hidden))
         for name in ("steps", "test_steps", "batch", "epochs"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if int(self.leak_free_steps) != self.leak_free_steps or not 0 <= self.leak_free_steps <= self.steps:
+            object.__setattr__(self, name, check_int(name, getattr(self, name)))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0))  # numpy refuses negative seeds
+        if not is_int(self.leak_free_steps) or not 0 <= self.leak_free_steps <= self.steps:
             raise ValueError(f"leak_free_steps must be an integer in [0, steps={self.steps}], got {self.leak_free_steps!r}")
+        object.__setattr__(self, "leak_free_steps", int(self.leak_free_steps))
         if self.steps & (self.steps - 1):
             raise ValueError(f"steps must be a power of two (the rule learns every 2**k steps), got {self.steps}")
         if self.value_leak not in ("both", "positive"):
@@ -194,8 +199,17 @@ class SpikingPCConfig:
         if not 0 < self.rate <= 1:
             raise ValueError(f"rate must lie in (0, 1] spikes per step, got {self.rate!r}")
         for name in ("eta", "feedback", "error_gain", "tau_error", "tau_value", "tau_trace", "trace_impulse", "dt"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+            check_number(name, getattr(self, name))
+        # An error unit's current gain is tau_error / dt - 1 (:attr:`current_gain`): zero at tau_error = dt (the
+        # rule's eta divides by it) and negative below, which would turn learning into unlearning. A value unit
+        # keeps 1 - dt / tau_value of its current a step: none at tau_value = dt, and its gate would close.
+        for name in ("tau_error", "tau_value", "tune_tau_value"):
+            tau = getattr(self, name)
+            if tau is not None and not tau > self.dt:
+                why = {"tau_error": f"the error units' current gain tau_error / dt - 1 would be {tau / self.dt - 1:g}",
+                       "tau_value": f"a value unit would keep 1 - dt / tau_value = {1 - self.dt / tau:g} of its "
+                                    f"current a step"}.get(name, "it replaces tau_value in the fine-tuning epochs")
+                raise ValueError(f"{name} ({tau:g} s) must be longer than the time step dt ({self.dt:g} s): {why}")
 
     @property
     def tune_epochs(self) -> int:
@@ -311,7 +325,7 @@ class SpikingPC:
 
     def __init__(self, n_inputs: int, n_outputs: int, cfg: SpikingPCConfig = SpikingPCConfig(),
                  device: str = "cpu", dtype: torch.dtype = torch.float32, test_batch: int = 500) -> None:
-        self.cfg, self.n_outputs, self.device, self.dtype = cfg, n_outputs, device, dtype
+        self.cfg, self.n_inputs, self.n_outputs, self.device, self.dtype = cfg, n_inputs, n_outputs, device, dtype
         self.L = len(cfg.hidden) + 1
         self.network = build_spiking(n_inputs, n_outputs, cfg)
         self.sim = Simulator(self.network, replicas=cfg.batch, device=device, dtype=dtype, seed=cfg.seed)
@@ -325,7 +339,8 @@ class SpikingPC:
 
     def _onehot(self, labels: np.ndarray) -> torch.Tensor:
         """Labels ``(n,)`` as the top value's one-hot rates ``(n, classes)``."""
-        return torch.nn.functional.one_hot(torch.as_tensor(labels), self.n_outputs).to(self.dtype).to(self.device)
+        onehot = torch.nn.functional.one_hot(torch.as_tensor(labels, dtype=torch.long), self.n_outputs)
+        return onehot.to(self.dtype).to(self.device)
 
     def forward_values(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The feed-forward pass of images ``x`` ``(B, n_inputs)`` with the current weights: each hidden
@@ -378,9 +393,13 @@ class SpikingPC:
         self.present(self.sim, {"x0": x, "bias": ones, TOP: onehot}, self.cfg.steps)
 
     def train(self, x: np.ndarray, labels: np.ndarray, progress: bool = False) -> float:
-        """``cfg.epochs`` epochs over the images (the last incomplete batch of each is left out, as the
-        replicas are fixed); returns seconds spent."""
+        """``cfg.epochs`` epochs over the images ``(n, n_inputs)`` and labels ``(n,)`` (the last incomplete
+        batch of each is left out, as the replicas are fixed: ``n >= cfg.batch``); returns seconds spent."""
         cfg = self.cfg
+        labels = check_dataset("train", x, labels, self.n_inputs, self.n_outputs)
+        if len(x) < cfg.batch:
+            raise ValueError(f"train: {len(x)} images are fewer than one batch (cfg.batch={cfg.batch}); the "
+                             f"replicas are fixed and an incomplete batch is left out, so nothing would be learned")
         xt = torch.as_tensor(x, dtype=self.dtype, device=self.device)
         onehot = self._onehot(labels)
         rng = np.random.default_rng(cfg.seed)
@@ -434,6 +453,7 @@ class SpikingPC:
     def output_counts(self, x: np.ndarray) -> np.ndarray:
         """Spike counts of ``e<L>n`` minus ``e<L>p`` over the last half of ``cfg.test_steps`` steps (the
         first half lets the values and error currents settle), label silent ``(n, classes)``."""
+        check_images("output_counts", x, self.n_inputs)
         settle = self.cfg.test_steps // 2
         top_n, top_p = f"e{self.L}n.spikes", f"e{self.L}p.spikes"
         out = []
@@ -453,6 +473,7 @@ class SpikingPC:
 
         Returns the energy ``1/2 sum_l ||e_l||^2`` per step (batch mean, errors read from the
         ``e<l>p`` currents) ``(steps,)`` and the recording of ``monitors``."""
+        labels = check_dataset("clamped_run", x, labels, self.n_inputs, self.n_outputs)
         xt = torch.as_tensor(x, dtype=self.dtype, device=self.device)
         onehot = self._onehot(labels)
         sim = self.frozen(len(x), clamped=True)
@@ -465,7 +486,9 @@ class SpikingPC:
         return energy.cpu().numpy(), rec
 
     def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
-        """Test accuracy of the spike-count readout (:meth:`output_counts`)."""
+        """Test accuracy of the spike-count readout (:meth:`output_counts`) on images ``(n, n_inputs)`` with
+        labels ``(n,)``; a fraction in [0, 1]."""
+        labels = check_dataset("accuracy", x, labels, self.n_inputs, self.n_outputs)
         return float((self.output_counts(x).argmax(axis=1) == labels).mean())
 
     def rate_weights(self, numpy: bool = True):
@@ -478,6 +501,7 @@ class SpikingPC:
     def rate_accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
         """Accuracy of the rate network's forward pass (``f = clip(., 0, 1)``) with the learned weights:
         what the spike-count readout approximates."""
+        labels = check_dataset("rate_accuracy", x, labels, self.n_inputs, self.n_outputs)
         v = np.asarray(x, dtype=np.float64)
         layers = self.rate_weights()
         for l, (w, b) in enumerate(layers):

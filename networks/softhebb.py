@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from neuro import IAF, LIF, LearningRule, Network, Param, PoissonEncoder, Simulator, Trace
 from neuro.expr import abs_, sum_pre, w, winner, x1, y0, y2
 from neuro.rates import RateSimulator, SoftWTA
+from networks.checks import check_images, check_int, check_number
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,17 @@ class SoftHebbConfig:
     anti_hebbian: bool = False
     batch: int = 16
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Frozen: the checked ints are stored as Python ints, as a dataclass's __init__ would.
+        object.__setattr__(self, "n_neurons", check_int("n_neurons", self.n_neurons))
+        object.__setattr__(self, "batch", check_int("batch", self.batch))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0))  # numpy refuses negative seeds
+        for name in ("temperature", "eta", "init_radius"):
+            check_number(name, getattr(self, name))
+        for name in ("adaptive", "anti_hebbian"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -169,6 +181,7 @@ def train_rate(
 
     ``callback(seen)`` is called every ``callback_every`` images (learning curves).
     """
+    check_images("train_rate", images, sim.network.populations["pixels"].n)
     x = torch.as_tensor(images, dtype=sim.dtype, device=sim.device)
     for start, idx in epoch_batches(len(images), batch, seed, progress):
         sim.learn({"pixels": x[idx]})
@@ -180,6 +193,7 @@ def train_rate(
 def epoch_batches(n: int, batch: int, seed: int, progress: Optional[str] = None) -> Iterator[Tuple[int, np.ndarray]]:
     """``(start, indices)`` of one epoch over ``n`` samples in a seeded random order, ``batch`` at a time,
     with a progress bar (images) when ``progress`` names it."""
+    check_int("batch", batch)
     order = np.random.default_rng(seed).permutation(n)
     with tqdm(total=n, desc=progress, disable=progress is None, unit="image") as bar:
         for start in range(0, n, batch):
@@ -196,21 +210,30 @@ def activation(u: torch.Tensor, kind: str = "kwta", fraction: float = 0.1) -> to
     ``"kwta"``: k-winners-take-all, ``relu(u - t)`` with ``t`` the activation that the
     top ``fraction`` of the neurons exceed (only the winners are active);
     ``"triangle"``: ``relu(u - mean(u))`` (Coates et al. 2011; half the neurons active).
+    The number of kWTA winners, ``round(fraction * neurons)``, is kept within [1, neurons - 1]: the
+    threshold is the activation of the best loser, so at least one neuron must lose (kWTA needs 2 neurons).
     """
+    if u.dim() != 2:
+        raise ValueError(f"activation: pre-activations must have shape (n, neurons), got {tuple(u.shape)}")
     if kind == "triangle":
         return torch.relu(u - u.mean(dim=1, keepdim=True))
     if kind == "kwta":
         if not 0 < fraction < 1:
             raise ValueError(f"kwta fraction must lie in (0, 1), got {fraction!r}")
-        k = max(1, int(round(fraction * u.shape[1])))
-        threshold = torch.kthvalue(u, u.shape[1] - k, dim=1, keepdim=True).values
+        n = u.shape[1]
+        if n < 2:
+            raise ValueError(f"kwta needs at least 2 neurons (winners and a loser to set the threshold), got {n}")
+        k = min(max(1, int(round(fraction * n))), n - 1)
+        threshold = torch.kthvalue(u, n - k, dim=1, keepdim=True).values  # the (n - k)-th smallest: the best loser
         return torch.relu(u - threshold)
     raise ValueError(f"unknown readout activation {kind!r}; known: {', '.join(READOUTS)}")
 
 
 def features(weights: torch.Tensor, images: np.ndarray, kind: str = "kwta", batch: int = 1000) -> np.ndarray:
-    """Readout features ``activation(images @ weights.T)``; shape ``(n, post)``."""
+    """Readout features ``activation(images @ weights.T)`` of images ``(n, pre)`` and weights ``(post, pre)``;
+    shape ``(n, post)``."""
     w = torch.as_tensor(weights).detach().to("cpu", torch.float32)
+    check_images("features", images, w.shape[1])
     out = []
     for start in range(0, len(images), batch):
         u = torch.as_tensor(images[start : start + batch], dtype=torch.float32) @ w.T
@@ -270,6 +293,7 @@ def train_spiking(
     Returns spike statistics: mean ``layer1`` spikes per image and the fraction of
     images that made at least one neuron spike.
     """
+    check_images("train_spiking", images, sim.network.populations["pixels"].n)
     x = scale_inputs(images, spk)
     r = sim.replicas
     spikes, answered = 0.0, 0
@@ -294,4 +318,5 @@ def spike_counts(sim: Simulator, images: np.ndarray, spk: SpikingConfig, steps: 
     learning off (the neurons are reset between images, thresholds and weights are kept)."""
     from networks.stdp_wta import present
 
+    check_images("spike_counts", images, sim.network.populations["pixels"].n)
     return present(sim, scale_inputs(images, spk), steps, learn=False, population="layer1")

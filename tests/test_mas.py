@@ -215,3 +215,35 @@ def test_streams_refuse_bad_counts_and_missing_classes(digits):
     no_nines = replace(digits, x_test=digits.x_test[keep], y_test=digits.y_test[keep])
     with pytest.raises(ValueError, match=r"task 4 \(classes \(8, 9\)\) has no test images"):
         split_tasks(no_nines)
+
+
+def test_continual_config_refuses_bad_counts_and_rates():
+    for bad, message in (
+        (dict(batch=0), "batch must be a positive integer, got 0"),
+        (dict(epochs=-1), "epochs must be a positive integer, got -1"),
+        (dict(epochs=2.0), r"epochs must be a positive integer, got 2.0 \(float\)"),
+        (dict(hidden=0), "hidden must be a positive integer"),
+        (dict(seed=-1), "seed must be a non-negative integer"),
+        (dict(lr=float("nan")), "lr must be a finite positive number, got nan"),
+        (dict(lr=0.0), "lr must be a finite positive number"),
+        (dict(lam=-1.0), "lam must be a finite non-negative number"),
+        (dict(gamma=float("inf")), "gamma must be a finite non-negative number"),
+        (dict(setting="class"), "setting must be 'task' or 'domain'"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            ContinualConfig(**bad)
+    assert ContinualConfig(lam=0.0, gamma=0.0).lam == 0.0
+
+
+def test_gated_method_gates_the_weights_and_leaves_the_biases_ungated():
+    """The ``gated`` method scales each weight's optimizer step by ``1 - t``; the biases have no importance
+    tag, so they take the full step (as the module docstring says)."""
+    learner = ContinualMLP(4, 2, "gated", ContinualConfig(hidden=3, epochs=1, batch=4))
+    learner.gate = {k: torch.ones_like(v) for k, v in learner.gate.items()}  # every weight fully consolidated
+    weights = {k: m.weight.detach().clone() for k, m in learner.layers.items()}
+    biases = {k: m.bias.detach().clone() for k, m in learner.layers.items()}
+    x = torch.rand(8, 4, generator=torch.Generator().manual_seed(0))
+    learner.learn(x, torch.arange(8) % 2, torch.ones(8, 2, dtype=torch.bool))
+    for k, m in learner.layers.items():
+        torch.testing.assert_close(m.weight.detach(), weights[k], rtol=0, atol=0)
+        assert not torch.equal(m.bias.detach(), biases[k])

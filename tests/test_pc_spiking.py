@@ -353,3 +353,70 @@ def test_leak_free_steps_let_the_values_settle_as_without_the_leak():
     for bad in (-1, 129, 1.5):
         with pytest.raises(ValueError, match="leak_free_steps must be an integer in \\[0, steps=128\\]"):
             SpikingPCConfig(leak_free_steps=bad)
+
+
+def test_config_refuses_time_constants_not_longer_than_dt():
+    """``current_gain = tau_error / dt - 1``: 0 at ``tau_error = dt`` (the rule's eta divides by it) and negative
+    below (learning would unlearn); a value unit at ``tau_value <= dt`` keeps none of its current."""
+    for name, tau, why in (("tau_error", 1e-3, "current gain tau_error / dt - 1 would be 0"),
+                           ("tau_error", 5e-4, "would be -0.5"),
+                           ("tau_value", 1e-3, r"keep 1 - dt / tau_value = 0 of its current"),
+                           ("tune_tau_value", 1e-3, "replaces tau_value")):
+        with pytest.raises(ValueError, match=rf"{name} \({tau:g} s\) must be longer than the time step dt "
+                                             rf"\(0.001 s\): .*{why}"):
+            SpikingPCConfig(**{name: tau})
+    with pytest.raises(ValueError, match=r"tau_error \(0.002 s\) must be longer than the time step dt \(0.002 s\)"):
+        SpikingPCConfig(tau_error=2e-3, dt=2e-3)
+    assert SpikingPCConfig(tau_error=1.5e-3).current_gain > 0
+
+
+def test_config_requires_true_ints_and_a_tuple_of_widths():
+    for field, bad, message in (
+        ("steps", 8.0, r"steps must be a positive integer, got 8.0 \(float\)"),
+        ("epochs", 2.0, r"epochs must be a positive integer, got 2.0 \(float\)"),
+        ("test_steps", 16.0, r"test_steps must be a positive integer, got 16.0 \(float\)"),
+        ("batch", True, r"batch must be a positive integer, got True \(bool\)"),
+        ("batch", 0, r"batch must be a positive integer, got 0 \(int\)"),
+        ("seed", -1, r"seed must be a non-negative integer, got -1"),
+        ("hidden", (8, 2.5), r"hidden\[1\] must be a positive integer, got 2.5 \(float\)"),
+        ("hidden", (0,), r"hidden\[0\] must be a positive integer, got 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            SpikingPCConfig(**{field: bad})
+    with pytest.raises(TypeError, match=r"hidden must be a tuple of layer widths, e.g. \(16,\) for one layer, got 16"):
+        SpikingPCConfig(hidden=16)
+    cfg = SpikingPCConfig(hidden=[8], steps=np.int64(32), epochs=np.int64(2))
+    assert cfg.hidden == (8,) and type(cfg.steps) is int and cfg.steps.bit_length() == 6  # build_spiking uses it
+
+
+def test_train_and_accuracy_refuse_bad_images_labels_and_too_few_images():
+    cfg = SpikingPCConfig(hidden=(4,), steps=8, test_steps=8, batch=4, epochs=1)
+    pc = SpikingPC(6, 3, cfg)
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(8, 6)), np.arange(8) % 3
+    before = pc.sim.weights("W1p").clone()
+    x_nan = np.full_like(x, np.nan)
+    for args, message in (
+        ((x, y.astype(float)), "train: labels must be integer class indices, got dtype float64"),
+        ((x, y[:5]), r"train: labels must have shape \(8,\), one per image, got \(5,\)"),
+        ((x, y + 3), r"train: labels must lie in \[0, 3\) for 3 classes, got values from 3 to 5"),
+        ((x[:, :5], y), r"train: images must have shape \(n, 6\), got \(8, 5\)"),
+        ((x_nan, y), r"train: images contain NaN or infinite values \(48 of 48\)"),
+        ((x[:3], y[:3]), r"train: 3 images are fewer than one batch \(cfg.batch=4\)"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            pc.train(*args)
+    torch.testing.assert_close(pc.sim.weights("W1p"), before, rtol=0, atol=0)
+    for method in (pc.accuracy, pc.rate_accuracy):
+        name = method.__name__
+        with pytest.raises(ValueError, match=rf"{name}: labels must have shape \(8,\), one per image, got \(8, 1\)"):
+            method(x, y[:, None])
+        with pytest.raises(ValueError, match=rf"{name}: labels must lie in \[0, 3\) for 3 classes, got values from 10"):
+            method(x, y + 10)
+        with pytest.raises(ValueError, match=rf"{name}: images contain NaN"):
+            method(x_nan, y)
+    with pytest.raises(ValueError, match="clamped_run: images contain NaN"):
+        pc.clamped_run(x_nan[:2], y[:2])
+    with pytest.raises(ValueError, match=r"clamped_run: labels must have shape \(2,\)"):
+        pc.clamped_run(x[:2], y[:3])
+    assert 0 <= pc.rate_accuracy(x, y) <= 1

@@ -238,3 +238,91 @@ def test_rate_learning_refuses_bad_batches_and_third_factors_and_keeps_weights_o
     torch.testing.assert_close(sim.weights("ff1"), before)
     sim.learn({"pixels": x}, {"layer1": torch.ones(3)})
     assert (sim.weights("ff1") > before).all()
+
+
+def test_kwta_keeps_at_least_one_winner_and_one_loser_for_every_fraction():
+    """``round(fraction * n)`` winners, kept within [1, n - 1]: the threshold is the best loser's activation
+    (``fraction`` 0.95 of 10 neurons, or 0.9 of 3, used to ask kthvalue for the 0th value)."""
+    from networks.softhebb import activation
+
+    u = torch.randn(5, 12, generator=torch.Generator().manual_seed(0))
+    for n in range(2, 13):
+        for fraction in (0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99):
+            winners = (activation(u[:, :n], "kwta", fraction) > 0).sum(dim=1)
+            expected = min(max(1, round(fraction * n)), n - 1)
+            assert (winners == expected).all(), (n, fraction, winners)
+    with pytest.raises(ValueError, match="kwta needs at least 2 neurons .*, got 1"):
+        activation(u[:, :1], "kwta", 0.5)
+    for fraction in (0.0, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="kwta fraction must lie in"):
+            activation(u, "kwta", fraction)
+    with pytest.raises(ValueError, match=r"shape \(n, neurons\), got \(12,\)"):
+        activation(u[0], "kwta")
+
+
+def test_config_refuses_bad_batches_counts_and_rates():
+    for bad, message in (
+        (dict(batch=0), r"batch must be a positive integer, got 0"),
+        (dict(batch=-2), r"batch must be a positive integer, got -2"),
+        (dict(batch=2.0), r"batch must be a positive integer, got 2.0 \(float\)"),
+        (dict(n_neurons=0), "n_neurons must be a positive integer"),
+        (dict(seed=-1), "seed must be a non-negative integer"),
+        (dict(eta=float("nan")), "eta must be a finite positive number, got nan"),
+        (dict(temperature=0.0), "temperature must be a finite positive number"),
+        (dict(init_radius=-1.0), "init_radius must be a finite positive number"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            SoftHebbConfig(**bad)
+    with pytest.raises(TypeError, match="adaptive must be True or False"):
+        SoftHebbConfig(adaptive="no")
+    assert type(SoftHebbConfig(batch=np.int64(8)).batch) is int
+    # train_rate takes its batch as an argument: the same check (range() refused a step of 0 by itself).
+    sim = rate_simulator(build_rate(4, SoftHebbConfig(n_neurons=3)), SoftHebbConfig(n_neurons=3))
+    with pytest.raises(ValueError, match="batch must be a positive integer, got 0"):
+        train_rate(sim, np.random.default_rng(0).uniform(size=(8, 4)), 0)
+
+
+def test_entry_points_refuse_nan_and_misshapen_images():
+    from networks.softhebb import train_spiking
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(16, 8))
+    x_nan = x.copy()
+    x_nan[-1, 3] = np.nan
+    cfg = SoftHebbConfig(n_neurons=6, batch=4)
+    sim = rate_simulator(build_rate(8, cfg), cfg)
+    before = sim.weights("ff1").clone()
+    with pytest.raises(ValueError, match=r"train_rate: images contain NaN or infinite values \(1 of 128\)"):
+        train_rate(sim, x_nan, cfg.batch)
+    torch.testing.assert_close(sim.weights("ff1"), before, rtol=0, atol=0)  # refused before the first batch
+    with pytest.raises(ValueError, match=r"train_rate: images must have shape \(n, 8\), got \(16, 7\)"):
+        train_rate(sim, x[:, :7], cfg.batch)
+    spk = SpikingConfig(steps=4)
+    snn = Simulator(build_spiking(8, cfg, spk), replicas=4)
+    with pytest.raises(ValueError, match=r"train_spiking: images contain NaN or infinite values \(1 of 128\)"):
+        train_spiking(snn, x_nan, spk)
+    w = torch.as_tensor(initial_weights(6, 8, 1.0, 0))
+    with pytest.raises(ValueError, match=r"features: images contain NaN or infinite values \(1 of 128\)"):
+        features(w, x_nan)
+    with pytest.raises(ValueError, match=r"features: images must have shape \(n, 8\), got \(8,\)"):
+        features(w, x[0])
+
+
+def test_backprop_baseline_refuses_label_columns_negative_labels_and_single_sample_batches():
+    from networks.baselines import backprop_mlp_accuracy
+
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(12, 8)), np.arange(12) % 3
+    w0 = initial_weights(10, 8, 1.0, 0)
+    for args, kwargs, message in (
+        ((x, y, x, y[:, None]), {}, r"\(test\): labels must have shape \(12,\), one per image, got \(12, 1\)"),
+        ((x, y[:, None], x, y), {}, r"\(train\): labels must have shape \(12,\)"),
+        ((x, y, x, y - 1), {}, "labels must be non-negative class indices, got values from -1 to 1"),
+        ((x, y.astype(float), x, y), {}, "labels must be integer class indices"),
+        ((x, y, x[:, :7], y), {}, r"\(test\): images must have shape \(n, 8\), got \(12, 7\)"),
+        ((x, y, x, y), {"batch": 1}, "batch must be an integer >= 2, got 1"),  # every batch of 1 was skipped
+    ):
+        with pytest.raises(ValueError, match=message):
+            backprop_mlp_accuracy(*args, w0, epochs=1, **kwargs)
+    acc, _ = backprop_mlp_accuracy(x, y, x, y, w0, epochs=1, batch=4)
+    assert 0 <= acc <= 1
