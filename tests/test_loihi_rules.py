@@ -337,7 +337,7 @@ ERRORS = {
     ),
     "division_by_variable": (
         _rule(2**-3 * y0 * (x1 / w)),
-        ["'0.125 * y0 * (x1 / w)'", "no division on chip", "reciprocal"],
+        ["'0.125 * y0 * x1 * (1.0 / w)'", "no division on chip", "reciprocal"],
     ),
     "exp": (_rule(2**-3 * y0 * exp(x1)), ["'0.125 * y0 * exp(x1)'", "multiplies and adds only", "trace"]),
     "fractional_power": (_rule(2**-3 * y0 * x1**0.5), ["'0.125 * y0 * pow(x1, 0.5)'", "fractional", "remove it"]),
