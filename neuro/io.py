@@ -664,7 +664,8 @@ def _guarded(path: str, read: Callable[[], T]) -> T:
 
 
 def load(
-    path: PathLike, device: Union[str, torch.device] = "cpu", dtype: Optional[torch.dtype] = None
+    path: PathLike, device: Union[str, torch.device] = "cpu", dtype: Optional[torch.dtype] = None,
+    event_driven: Union[bool, str] = "auto",
 ) -> Simulator:
     """Rebuild the simulator saved in ``path``, ready to continue exactly where it stopped.
 
@@ -674,6 +675,9 @@ def load(
         dtype: floating type of the new simulator; ``None`` keeps the saved one.
             Saved values are converted, so a different dtype continues the run
             approximately, not bit for bit.
+        event_driven: as :class:`~neuro.engine.Simulator`'s (not stored in the file): dense and
+            event-driven steps agree to rounding, so a run continues bit for bit with the choice it was
+            saved with.
 
     Raises:
         ModelFileError: the file is missing, not HDF5, damaged, not a neuro model,
@@ -684,13 +688,16 @@ def load(
     CPU), it cannot be restored: the new generator is seeded with the saved seed
     and a warning says that encoder spikes will differ from the original run.
     """
+    if event_driven not in (True, False, "auto"):  # before the file: a bad argument is not a bad file
+        raise ValueError(f"load: event_driven must be True, False or 'auto', got {event_driven!r}")
     path, f = _open(path)
     with f:
         c = _guarded(path, lambda: _read(path, f))
         _guarded(path, lambda: _verify_checksum(_Reader(path, f), c))
         _guarded(path, lambda: _check_replicas(_Reader(path, f), c))
         try:
-            sim = Simulator(c.network, c.replicas, device, dtype or _DTYPES[c.dtype_name], c.seed)
+            sim = Simulator(c.network, c.replicas, device, dtype or _DTYPES[c.dtype_name], c.seed,
+                            event_driven=event_driven)
         except ValueError as e:
             # e.g. per-replica weights for another number of replicas, or weights beyond the dtype.
             raise ModelFileError(path, f"inconsistent model: {e}") from None

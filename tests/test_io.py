@@ -356,3 +356,18 @@ def test_damage_outside_the_arrays_is_caught_by_the_checksum(model_file, edit):
             read(model_file)
     reseal(model_file)  # the same edits, as save would have written them, load
     load(model_file)
+
+
+@pytest.mark.parametrize("event_driven", [True, False])
+def test_a_run_continues_bit_for_bit_with_the_propagation_it_was_saved_with(tmp_path, event_driven):
+    straight = Simulator(build(), replicas=R, seed=3, event_driven=event_driven)
+    first = Simulator(build(), replicas=R, seed=3, event_driven=event_driven)
+    run(straight, 40, 0)
+    run(first, 40, 0)
+    save(tmp_path / "m.h5", first)
+    resumed = load(tmp_path / "m.h5", event_driven=event_driven)
+    x, y = run(straight, 60, 40), run(resumed, 60, 40)
+    for m in MONITORS:
+        torch.testing.assert_close(y[m], x[m], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="event_driven must be True, False or 'auto'"):
+        load(tmp_path / "m.h5", event_driven="sometimes")
