@@ -257,7 +257,11 @@ class FitReport:
 def _current_weights(model) -> Tuple[Network, int, Dict[str, np.ndarray]]:
     if isinstance(model, Network):
         net = model
-        return net, 1, {n: p.weights for n, p in net.projections.items()}
+        # per-replica (R, post, pre) weights: the network holds R copies
+        per_replica = {p.weights.shape[0] for p in net.projections.values() if p.weights.ndim == 3}
+        if len(per_replica) > 1:
+            raise ValueError(f"the projections hold weights for different numbers of replicas: {sorted(per_replica)}")
+        return net, per_replica.pop() if per_replica else 1, {n: p.weights for n, p in net.projections.items()}
     net = getattr(model, "network", None)
     if not isinstance(net, Network):
         raise TypeError(f"check expects a neuro Network or Simulator, got {type(model).__name__}")
@@ -294,12 +298,18 @@ def check(
     R = int(replicas if replicas is not None else sim_replicas)
     if R < 1:
         raise ValueError(f"replicas must be >= 1, got {replicas!r}")
-    if not rate_hz >= 0:
-        raise ValueError(f"rate_hz must be >= 0, got {rate_hz!r}")
+    per_replica = [n for n, w in weights.items() if np.ndim(w) == 3 and np.shape(w)[0] > 1]
+    if per_replica and R != sim_replicas:
+        raise ValueError(f"replicas={R}, but projection {per_replica[0]!r} holds weights for {sim_replicas} replicas")
+    if not rate_hz >= 0 or not math.isfinite(rate_hz):
+        raise ValueError(f"rate_hz must be a finite rate >= 0 (Hz), got {rate_hz!r}")
     rates = dict(rates or {})
     unknown = set(rates) - set(net.populations)
     if unknown:
         raise ValueError(f"rates given for unknown population(s) {sorted(unknown)}")
+    bad = {k: v for k, v in rates.items() if not (isinstance(v, (int, float, np.number)) and 0 <= v < math.inf)}
+    if bad:
+        raise ValueError(f"rates must be finite rates >= 0 (Hz), got {bad}")
     dt = net.dt
     reasons: List[str] = []
     notes: List[str] = []

@@ -264,8 +264,12 @@ def lif_fixed_point(model, dt: float, scale: float, target: Target) -> LifFixedP
     du, du_eff = _decay_int(du_f, 1)
     dv, dv_eff = _decay_int(dv_f, 0)
     for name, d, want, eff, offset in (("du", du, du_f, du_eff, 1), ("dv", dv, dv_f, dv_eff, 0)):
-        if d > 4095:
+        if want > 1:
             problems.append(f"{name} = dt/tau = {want:.4g} exceeds 1, beyond Lava's 12-bit decay (needs tau >= dt)")
+        elif d > 4095:  # dt/tau within half a step of 1: Lava's largest 12-bit decay
+            d = 4095
+            notes.append(f"{name} = dt/tau = {want:.6g} becomes Lava's largest 12-bit decay, "
+                         f"{(d + offset) / 4096:.6g} (4095/4096)")
         elif d < 0:
             d = 0
             notes.append(

@@ -49,7 +49,11 @@ def _run(args: argparse.Namespace) -> int:
     # slows a step by 10-100x when another process shares the cores.
     torch.set_num_threads(args.threads)
     out = Path(args.out or Path("out") / name)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"neuro run: cannot make the output folder {str(out)!r}: {e.strerror or e}", file=sys.stderr)
+        return 2
     results = registry[name].load()(out, quick=args.quick, seed=args.seed)
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
     print(f"results written to {out}")
@@ -67,6 +71,17 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum`` (argparse turns the ValueError into a usage error)."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise ValueError(text)
+        return value
+    parse.__name__ = f"integer >= {minimum}"  # what argparse names in "invalid ... value"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuro", description="Spiking networks with local plasticity rules written once."
@@ -78,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--list", action="store_true", help="list the experiments")
     run.add_argument("--out", help="output folder (default out/EXPERIMENT)")
     run.add_argument("--quick", action="store_true", help="a small, fast version (for smoke tests)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    run.add_argument("--seed", type=_count(0), default=0, help="random seed, an integer >= 0 (default 0)")
+    run.add_argument("--threads", type=_count(1), default=1, help="torch CPU threads (default 1)")
     run.set_defaults(handler=_run)
     info = sub.add_parser("info", help="describe a model file (.h5)")
     info.add_argument("file")

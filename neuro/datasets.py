@@ -167,6 +167,8 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """
     if not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     from sklearn.datasets import load_digits as _sk_load_digits
     from sklearn.model_selection import train_test_split
 
@@ -353,12 +355,13 @@ def _find_idx_files(folder: Path) -> dict[str, Path | None]:
 
 
 def _images_to_unit(x: np.ndarray, source: str) -> np.ndarray:
-    n = x.shape[0]
+    # (n, h * w), not (n, -1): -1 cannot be inferred for an empty split
+    flat = (x.shape[0], int(np.prod(x.shape[1:])))
     if x.dtype == np.uint8:
-        return x.reshape(n, -1).astype(np.float32) / np.float32(255.0)
+        return x.reshape(flat).astype(np.float32) / np.float32(255.0)
     if np.issubdtype(x.dtype, np.floating):
         # Already-scaled float images are kept; Dataset checks the [0, 1] range.
-        return x.reshape(n, -1).astype(np.float32)
+        return x.reshape(flat).astype(np.float32)
     raise ValueError(
         f"{source}: images must be uint8 (0..255) or floats in [0, 1], got dtype {x.dtype}"
     )
@@ -387,6 +390,10 @@ def _build_from_arrays(
             f"train images are {arrays['x_train'].shape[1:]} ({sources['x_train']}) but test images "
             f"are {arrays['x_test'].shape[1:]} ({sources['x_test']})"
         )
+    for split in ("train", "test"):
+        y = arrays[f"y_{split}"]
+        if y.size and y.dtype.kind == "u" and int(y.max()) >= 2**63:  # would wrap to negative as int64
+            raise ValueError(f"{sources[f'y_{split}']}: label {int(y.max())} is too large for a class index")
     y_train = arrays["y_train"].astype(np.int64)
     y_test = arrays["y_test"].astype(np.int64)
     labels = np.concatenate([y_train, y_test])

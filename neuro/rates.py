@@ -40,7 +40,8 @@ class SoftWTA:
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not (
+                self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"SoftWTA temperature must be positive and finite, got {self.temperature!r}")
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
@@ -92,6 +93,12 @@ class RateSimulator:
         unknown = set(transfer) - {p.name for p in pops}
         if unknown:
             raise ValueError(f"rate simulation: {sorted(unknown)} are not (non-input) populations of the network")
+        for name, f in transfer.items():
+            if not isinstance(f, (SoftWTA, ReLU, Identity)):
+                raise TypeError(f"rate simulation: the transfer function of {name!r} must be a SoftWTA, ReLU or "
+                                f"Identity instance (e.g. ReLU()), got {f!r}")
+        if not any(isinstance(p, InputPopulation) for p in network.populations.values()):
+            raise ValueError("rate simulation: the network has no input population to feed")
         self.transfer = dict(transfer)
         self.order = _feed_forward_order(network)
         self.w: Dict[str, Dict[str, torch.Tensor]] = {}
@@ -119,11 +126,17 @@ class RateSimulator:
                     k: torch.tensor(v, dtype=dtype, device=self.device) for k, v in proj.rule.params.items()
                 }
 
+    def _known(self, projection: str) -> str:
+        if projection not in self.w:
+            raise KeyError(f"unknown projection {projection!r}; have {sorted(self.w)}")
+        return projection
+
     def weights(self, projection: str) -> torch.Tensor:
         """Current weights ``(post, pre)``."""
-        return self.w[projection]["w"][0]
+        return self.w[self._known(projection)]["w"][0]
 
     def set_weights(self, projection: str, weights) -> None:
+        self._known(projection)
         w = torch.as_tensor(weights, dtype=self.dtype, device=self.device)
         old = self.w[projection]["w"]
         if w.shape != old.shape[1:]:

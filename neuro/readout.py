@@ -11,7 +11,7 @@ def fit_readout(train_features: np.ndarray, train_labels: np.ndarray, max_iter: 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    _check("train", train_features, train_labels)
+    train_features, train_labels = _check("train", train_features, train_labels)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
     model.fit(train_features, train_labels)
     return model
@@ -28,16 +28,28 @@ def readout_accuracy(
 
     Shapes: features ``(n, d)``, labels ``(n,)`` integers.
     """
-    _check("train", train_features, train_labels)
-    _check("test", test_features, test_labels)
+    train_features, train_labels = _check("train", train_features, train_labels)
+    test_features, test_labels = _check("test", test_features, test_labels)
     if train_features.shape[1] != test_features.shape[1]:
         raise ValueError("train and test features have different widths")
     model = fit_readout(train_features, train_labels, max_iter)
     return float(model.score(test_features, test_labels))
 
 
-def _check(name: str, x: np.ndarray, y: np.ndarray) -> None:
+def _as_numpy(a) -> np.ndarray:
+    # torch tensors (what the engine returns) and lists as well as arrays
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def _check(name: str, x, y) -> tuple:
+    """Features ``(n, d)`` and integer labels ``(n,)`` as numpy arrays (the features' dtype kept)."""
+    x, y = _as_numpy(x), _as_numpy(y)
     if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
         raise ValueError(f"{name}: need features (n, d) and labels (n,), got {x.shape} and {y.shape}")
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{name} features must be numbers, got dtype {x.dtype}")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{name} labels must be integer classes, got dtype {y.dtype}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} features contain NaN or infinite values")
+    return x, y

@@ -92,3 +92,14 @@ def test_demo_writes_receptive_fields_and_a_loadable_model(demo_run, capsys):
     assert w.shape == (2000, 784) and np.isfinite(w).all()
     assert main(["info", str(demo_run / "model.h5")]) == 0
     assert "softhebb" in capsys.readouterr().out
+
+
+def test_neuro_run_refuses_bad_counts_and_an_unusable_output_folder(tmp_path, capsys):
+    for args in (["--threads", "0"], ["--seed", "-1"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["run", "stdp-wta-digits", "--quick"] + args)
+        assert exit_.value.code == 2 and "invalid integer >=" in capsys.readouterr().err
+    taken = tmp_path / "a_file"
+    taken.write_text("")
+    assert main(["run", "stdp-wta-digits", "--quick", "--out", str(taken)]) == 2
+    assert "cannot make the output folder" in capsys.readouterr().err

@@ -487,3 +487,19 @@ def test_load_dataset_errors(tmp_path):
         load_dataset("folder")
     with pytest.raises(ValueError, match="takes no folder"):
         load_dataset("digits", folder=tmp_path)
+
+
+def test_an_empty_test_split_loads_and_bad_seeds_and_huge_labels_are_named(tmp_path):
+    from neuro.datasets import load_digits
+
+    path = tmp_path / "e.npz"
+    np.savez(path, x_train=np.zeros((4, 3, 3), np.uint8), y_train=np.array([0, 1, 0, 1]),
+             x_test=np.zeros((0, 3, 3), np.uint8), y_test=np.zeros(0, np.int64))
+    assert load_folder(path).x_test.shape == (0, 9)
+    np.savez(path, x_train=np.zeros((2, 3, 3), np.uint8), y_train=np.array([0, 2**63 + 5], np.uint64),
+             x_test=np.zeros((1, 3, 3), np.uint8), y_test=np.zeros(1, np.int64))
+    with pytest.raises(ValueError, match="too large for a class index"):
+        load_folder(path)
+    for seed in (-1, 1.5, 2**32):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
+            load_digits(seed=seed)

@@ -118,6 +118,9 @@ def test_quantization_error_is_at_most_half_a_step(kind, scale):
 
 def test_lava_fixed_point_dense_computes_with_the_quantized_weights():
     """Lava's own fixed_pt Dense -> LIF: the input a LIF receives is floor(sum of our values x scale)."""
+    from export.lava import _prepare_lava_import
+
+    _prepare_lava_import()  # whatever ran before (a tqdm bar) may have fixed the multiprocessing context
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.dense.process import Dense
@@ -415,3 +418,25 @@ def test_neuro_cli_runs_check_through_the_entry_point_group(model_files, monkeyp
     assert neuro.cli.main(["check", str(model_files["bad"])]) == 1
     assert neuro.cli.main(["check", "--target", "float", str(model_files["bad"])]) == 0
     assert "result: FITS" in capsys.readouterr().out
+
+
+def test_check_counts_per_replica_weights_and_validates_replicas_rates_and_decays():
+    net = Network()
+    net.input("inp", 20)
+    net.population("out", 8)
+    net.connect("inp", "out", np.full((3, 8, 20), 0.1))  # three weight sets: three copies on chip
+    assert check(net).replicas == 3
+    with pytest.raises(ValueError, match="replicas=5, but projection 'inp_to_out' holds weights for 3 replicas"):
+        check(net, replicas=5)
+    for bad in (float("nan"), -50.0, float("inf")):
+        with pytest.raises(ValueError, match="rates must be finite rates >= 0"):
+            check(net, rates={"inp": bad})
+    # dt / tau_mem within half a 12-bit step of 1 (tau_mem >= dt): Lava's largest decay, not a refusal
+    for tau in (1.0001e-3, 1e-3):
+        close = Network(dt=1e-3)
+        close.input("i", 4)
+        close.population("o", 2, LIF(tau_mem=tau))
+        close.connect("i", "o", 0.1)
+        report = check(close)
+        assert report.fits and not report.reasons, report.reasons
+        assert any("dv = dt/tau" in n and "4095/4096" in n for n in report.notes)

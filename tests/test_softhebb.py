@@ -326,3 +326,40 @@ def test_backprop_baseline_refuses_label_columns_negative_labels_and_single_samp
             backprop_mlp_accuracy(*args, w0, epochs=1, **kwargs)
     acc, _ = backprop_mlp_accuracy(x, y, x, y, w0, epochs=1, batch=4)
     assert 0 <= acc <= 1
+
+
+def test_readout_takes_tensors_and_lists_and_refuses_float_labels():
+    import torch as _torch
+
+    from neuro.readout import readout_accuracy
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    x = rng.normal(0, 0.1, (60, 4)) + y[:, None]
+    expected = readout_accuracy(x[:40], y[:40], x[40:], y[40:])
+    assert expected > 0.9
+    assert readout_accuracy(_torch.as_tensor(x[:40]), _torch.as_tensor(y[:40]), x[40:].tolist(), y[40:].tolist()) == expected
+    with pytest.raises(ValueError, match="labels must be integer classes"):
+        readout_accuracy(x[:40], y[:40].astype(float), x[40:], y[40:])
+
+
+def test_rate_simulator_names_bad_transfer_functions_and_projections():
+    from neuro import Network
+    from neuro.rates import RateSimulator, ReLU, SoftWTA
+
+    net = Network()
+    net.input("x", 3)
+    net.population("a", 2)
+    net.connect("x", "a", 0.5)
+    for bad in (ReLU, "relu"):
+        with pytest.raises(TypeError, match="transfer function of 'a' must be a SoftWTA, ReLU or Identity instance"):
+            RateSimulator(net, {"a": bad})
+    with pytest.raises(ValueError, match="temperature must be positive and finite"):
+        SoftWTA("1")
+    sim = RateSimulator(net, {"a": ReLU()})
+    with pytest.raises(KeyError, match="unknown projection 'nope'"):
+        sim.set_weights("nope", np.zeros((2, 3)))
+    no_input = Network()
+    no_input.population("a", 2)
+    with pytest.raises(ValueError, match="no input population"):
+        RateSimulator(no_input, {"a": ReLU()})
