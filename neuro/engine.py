@@ -374,7 +374,7 @@ class Simulator:
                 if x is None:
                     self.spikes[pop.name] = torch.zeros_like(self.spikes[pop.name])
                     continue
-                x = self._as_state(x, pop.n, f"input {pop.name!r}")
+                x = x.expand(self.replicas, pop.n)  # checked by step or run; (1, N) rows reach every replica
                 if pop.encoder is not None:
                     x = pop.encoder.step(x.contiguous(), step_in_presentation, self.dt, self.generator)
                 self.spikes[pop.name] = (x > 0).to(self.dtype)
@@ -393,7 +393,7 @@ class Simulator:
             signals = dict(self.state[proj.post])
             if proj.post in third_factors:
                 n = net.populations[proj.post].n
-                signals["third_factor"] = self._as_state(third_factors[proj.post], n, f"third factor {proj.post!r}")
+                signals["third_factor"] = third_factors[proj.post].expand(self.replicas, n)
             rule.record(self.plastic[name], self.spikes[proj.pre], self.spikes[proj.post], within, signals)
             if self.time_step % t_epoch == 0:
                 clamp_all = name in self._unclipped
