@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from neuro import IAF, LIF, InputPopulation, Network, Recording, Simulator
+from export.inputs import encoded_inputs, held_or_sequence
 from export.loihi_rules import LoihiRule, to_loihi_rule
 from neuro.engine import TensorLike
 
@@ -63,32 +64,6 @@ def _prepare_lava_import() -> None:
 
 class LavaExportError(ValueError):
     """The network uses something the Lava back-end cannot express; the message says what."""
-
-
-def encoded_inputs(
-    network: Network,
-    steps: int,
-    inputs: Mapping[str, TensorLike],
-    seed: int = 0,
-    generator_state: Optional[torch.Tensor] = None,
-) -> Dict[str, np.ndarray]:
-    """Input spikes ``(steps, N)`` per input population, exactly as ``Simulator(seed=seed)``
-    (or a simulator whose generator is in ``generator_state``) draws them."""
-    sim = Simulator(_inputs_only(network), replicas=1, dtype=torch.float64, seed=seed)
-    if generator_state is not None:
-        sim.generator.set_state(generator_state)
-    names = [p.name for p in network.populations.values() if isinstance(p, InputPopulation)]
-    rec = sim.run(steps, inputs, monitors=[f"{n}.spikes" for n in names])
-    return {n: rec[f"{n}.spikes"][:, 0].numpy() for n in names}
-
-
-def _inputs_only(network: Network) -> Network:
-    # Encoders draw from the generator in population order, whatever else the net holds.
-    net = Network(dt=network.dt)
-    for p in network.populations.values():
-        if isinstance(p, InputPopulation):
-            net.input(p.name, p.n, p.encoder)
-    return net
 
 
 def _lif_params(name: str, m, dt: float) -> Dict[str, float]:
@@ -162,15 +137,6 @@ def _start_state(network: Network, initial: Optional[Simulator]) -> Dict[str, np
 def _set_initial(var, value) -> None:
     if value is not None:
         var.init = np.asarray(value, dtype=np.float64).copy()
-
-
-def _sequence(values: TensorLike, steps: int, n: int, name: str) -> np.ndarray:
-    v = np.asarray(torch.as_tensor(values, dtype=torch.float64))
-    if v.shape == (n,):
-        return np.broadcast_to(v, (steps, n)).copy()
-    if v.shape == (steps, n):
-        return v.copy()
-    raise LavaExportError(f"third factor for {name!r}: expected shape ({n},) or ({steps}, {n}), got {v.shape}")
 
 
 def run_lava(
@@ -262,7 +228,7 @@ def run_lava(
             if uses_tf:
                 if name not in third_factors:
                     raise LavaExportError(f"population {name!r} needs a third factor: pass third_factors[{name!r}]")
-                factor_sources.append((name, _sequence(third_factors.pop(name), steps, pop.n, name)))
+                factor_sources.append((name, held_or_sequence(third_factors.pop(name), steps, pop.n, f"third factor for {name!r}", LavaExportError)))
         elif custom is not None:
             procs[name] = BoundedLIF(shape=(pop.n,), name=name, **custom, **params)
         else:

@@ -1,0 +1,420 @@
+"""Compile a :class:`neuro.Network` and its learning rules to Brian2 and run it there.
+
+The graph and the rules are translated, not re-written: a rule's expanded products (the same
+:func:`neuro.rule.expand_terms` the torch engine runs) become Brian2 abstract code, so any rule of the
+rule language that Brian2 can express per synapse runs there without a line of Brian2 written for it.
+tests/test_brian2_export.py checks the result against the torch engine (same spikes, weights to
+float64 rounding); tests/test_brian2_reference.py checks the engine against Brian2 models written by
+hand, independently of this module.
+
+Mapping (engine step ``k``, numbered from 1, is Brian2's time ``(k - 1) dt``):
+
+* an input population -> ``SpikeGeneratorGroup`` replaying its spikes (encoded inputs drawn exactly as
+  :class:`neuro.Simulator` draws them for the same seed);
+* a population -> ``NeuronGroup``. Synapses add to a buffer ``ibuf`` (``ibufg`` for gated
+  projections), which the group takes in at the start of the next step, before its state update:
+  the engine's one-step synaptic buffer. :class:`~neuro.LIF` integrates ``v`` and ``isyn`` (Brian2
+  reserves ``i``) by forward Euler, as Norse does; the current's bounds, gate and one-sided leak, the
+  subtractive reset, the membrane floor and the adaptive threshold are all expressed.
+  :class:`~neuro.IAF` adds its input to ``v``;
+* a projection -> ``Synapses`` with the existing synapses only (a mask's), ``on_pre`` adding ``w``
+  to the post buffer with the weight before this step's learning;
+* a rule -> per-synapse traces (``exact`` exponential decay each step, the impulse on a spike),
+  flags for this step's pre and post spikes, and one ``run_regularly`` at the end of every step that
+  evaluates every product from the values before the update, adds them, clips ``w`` to the rule's
+  bounds and keeps ``d`` non-negative. Driven post traces read ``v_post``, ``isyn_post`` or the
+  population's third factor (a ``TimedArray``).
+
+What it refuses, with the reason (:class:`Brian2ExportError`): learning epochs of more than one step
+(Loihi's multi-step epochs approximate the traces in a way Brian2's synapses do not follow),
+operations that compare neurons (``softmax``, ``winner``, ``sum_pre``: a Brian2 synapse reads its own
+pre and post neuron only), and a projection tied to one that learns (Brian2 cannot share weights
+between synapse groups). Brian2 runs one replica: per-replica weights are taken at ``replica``.
+
+A product with a factor that may be infinite (a division by a variable, ``exp``, a negative power) is
+clipped to the largest float64 before it is multiplied by its dependency, so that where the dependency
+is 0 it gives 0 as in the engine, not Brian2's ``0 * inf = NaN``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+
+from neuro import IAF, LIF, InputPopulation, LearningRule, Network, Recording
+from neuro.engine import TensorLike
+from neuro.expr import MIXING_OPS, Const, Expr, Op, Param, Var
+from neuro.plasticity import _may_be_infinite
+from export.inputs import encoded_inputs, held_or_sequence
+
+#: Brian2 names of the rule language's synaptic variables (Brian2 reserves ``t`` and ``dt``).
+SYNAPTIC_NAMES = {"w": "w", "t": "tag", "d": "tag2"}
+#: Brian2 names of the learning targets' per-step increments.
+TARGET_NAMES = {"dw": "w", "dt": "tag", "dd": "tag2"}
+_LARGEST = repr(float(np.finfo(np.float64).max))
+
+
+class Brian2ExportError(ValueError):
+    """The network uses something the Brian2 back-end cannot express; the message says what."""
+
+
+@dataclass
+class Brian2Model:
+    """A network compiled to Brian2 objects (one replica).
+
+    ``net`` is the ``brian2.Network`` to run; ``groups`` maps each population to its ``NeuronGroup``
+    (or ``SpikeGeneratorGroup``), ``synapses`` each projection to its ``Synapses``; ``code`` holds the
+    generated equations and abstract code by object, for reading.
+    """
+
+    net: object
+    groups: Dict[str, object]
+    synapses: Dict[str, object]
+    dt: float
+    code: Dict[str, str] = field(default_factory=dict)
+
+
+# --- rules as Brian2 abstract code -------------------------------------------------------------------
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "inf" if value > 0 else "(-inf)"
+    text = repr(float(value))
+    return f"({text})" if value < 0 else text
+
+
+def _names(rule: LearningRule, u_period: int) -> Dict[str, str]:
+    """Brian2 code for each rule variable, read at the end of a one-step epoch."""
+    names = {"x0": "pre_now", "y0": "post_now", **SYNAPTIC_NAMES}
+    names["u"] = "1.0" if u_period == 1 else f"int((t_in_timesteps + 1) % {u_period} == 0)"
+    driven = {"v": "v_post", "i": "isyn_post", "third_factor": "third_post"}
+    for name, trace in rule.traces.items():
+        names[name] = driven[trace.driven_by] if trace.driven_by else name
+    return names
+
+
+def _code(e: Expr, names: Mapping[str, str], where: str) -> str:
+    """``e`` as a Brian2 expression; ``Param`` ``p`` reads namespace entry ``par_p``."""
+    if isinstance(e, Var):
+        return names[e.name]
+    if isinstance(e, Const):
+        return _number(e.value)
+    if isinstance(e, Param):
+        return f"par_{e.name}"
+    assert isinstance(e, Op)
+    if e.name in MIXING_OPS:
+        raise Brian2ExportError(
+            f"{where}: {e.name}(...) compares neurons, and a Brian2 synapse reads only its own pre and post "
+            "neuron: run this rule with the torch engine"
+        )
+    a = [_code(x, names, where) for x in e.args]
+    infix = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+    if e.name in infix:
+        return f"({a[0]} {infix[e.name]} {a[1]})"
+    if e.name == "neg":
+        return f"(-{a[0]})"
+    if e.name in ("abs", "sign", "exp"):
+        return f"{e.name}({a[0]})"
+    if e.name == "pow":
+        return f"({a[0]})**{_number(e.attrs[0])}"
+    if e.name == "clamp":
+        return f"clip({a[0]}, {_number(e.attrs[0])}, {_number(e.attrs[1])})"
+    if e.name == "maximum":
+        return f"clip({a[0]}, {a[1]}, inf)"
+    if e.name == "minimum":
+        return f"clip({a[0]}, -inf, {a[1]})"
+    raise Brian2ExportError(f"{where}: no Brian2 translation of operation {e.name!r}")
+
+
+def rule_code(rule: LearningRule, where: str = "rule") -> Tuple[str, str, str, Dict[str, float]]:
+    """A one-step-epoch rule as Brian2 ``(model equations, on_pre code, on_post code)`` for a
+    ``Synapses`` object, plus the end-of-step learning code's namespace; see :func:`learning_code`."""
+    if rule.t_epoch != 1:
+        raise Brian2ExportError(
+            f"{where}: rule {rule.name!r} has t_epoch={rule.t_epoch}; the Brian2 export runs one-step epochs "
+            "(Loihi's multi-step epochs sample traces from their epoch-start value, which Brian2's synapses "
+            "do not keep)"
+        )
+    lines = ["w : 1", "pre_now : 1", "post_now : 1"]
+    lines += [f"{SYNAPTIC_NAMES[v]} : 1" for v in ("t", "d") if rule.uses(v) or f"d{v}" in rule.targets()]
+    on_pre, on_post = ["pre_now = 1"], ["post_now = 1"]
+    namespace = {f"par_{k}": v for k, v in rule.params.items()}
+    for name, trace in rule.traces.items():
+        if trace.driven_by:
+            continue
+        if math.isinf(trace.tau):
+            lines.append(f"{name} : 1")
+        else:
+            lines.append(f"d{name}/dt = -{name} / tau_{name} : 1 (clock-driven)")
+            namespace[f"tau_{name}"] = trace.tau
+        if trace.impulse != 0.0:
+            (on_pre if name.startswith("x") else on_post).append(f"{name} += {_number(trace.impulse)}")
+    return "\n".join(lines), "\n".join(on_pre), "\n".join(on_post), namespace
+
+
+def learning_code(rule: LearningRule, where: str = "rule") -> str:
+    """The end-of-step update of a one-step-epoch rule as Brian2 abstract code: every target's
+    products from the values before the update, then ``w`` clipped and ``d`` kept non-negative."""
+    names = _names(rule, 2**rule.u_exponent)
+    increments, updates = [], []
+    for target, terms in rule.terms().items():
+        parts = []
+        for term in terms:
+            factors = [_code(f, names, f"{where}: {target}") for f in term.factors]
+            product = " * ".join(factors) if factors else "1.0"
+            if any(_may_be_infinite(f) for f in term.factors):
+                product = f"clip({product}, -{_LARGEST}, {_LARGEST})"
+            parts.append(f"{_number(term.coef)} * {names[term.dependency]} * {product}")
+        var = TARGET_NAMES[target]
+        increments.append(f"delta_{var} = " + (" + ".join(parts) if parts else "0.0"))
+        updates.append({"w": f"w = clip(w + delta_w, {_number(rule.w_min)}, {_number(rule.w_max)})",
+                        "tag": "tag = tag + delta_tag", "tag2": "tag2 = clip(tag2 + delta_tag2, 0, inf)"}[var])
+    if "dw" not in rule.targets():  # the engine clips every weight each epoch, whatever learns
+        updates.append(f"w = clip(w, {_number(rule.w_min)}, {_number(rule.w_max)})")
+    return "\n".join(increments + updates + ["pre_now = 0", "post_now = 0"])
+
+
+# --- neurons -------------------------------------------------------------------------------------------
+def _neuron_code(name: str, model, dt: float, gated: bool, third: bool) -> Tuple[str, Dict[str, str], Dict[str, float]]:
+    """``(equations, {"threshold", "reset", "before_groups", "end"}, namespace)`` of a population."""
+    ns: Dict[str, float] = {}
+    eqs = ["ibuf : 1"] + (["ibufg : 1"] if gated else [])
+    # a plain variable set each step (not a subexpression): synapses then read it without the TimedArray
+    load_third = [f"third = third_{name}(t, i)"] if third else []
+    if third:
+        eqs.append("third : 1")
+    if isinstance(model, IAF):
+        ns.update(v_th=model.v_th, v_reset=model.v_reset)
+        code = {"threshold": "v > v_th", "reset": "v = v_reset", "before_groups": "\n".join(["v = v + ibuf", "ibuf = 0"] + load_third), "end": ""}
+        return "\n".join(["v : 1"] + eqs), code, ns
+    m: LIF = model
+    ns.update(tau_mem=m.tau_mem, tau_syn=m.tau_syn, v_th=m.v_th, v_reset=m.v_reset, v_leak=m.v_leak)
+    leak = {"both": "", "positive": " * int(isyn > 0)", "negative": " * int(isyn < 0)"}.get(m.syn_leak)
+    eqs = ["dv/dt = (v_leak - v + isyn) / tau_mem : 1",
+           "isyn : 1" if m.syn_leak == "none" else f"disyn/dt = -isyn / tau_syn{leak} : 1"] + eqs
+    current = "isyn + ibuf"
+    if gated:
+        current += f" + ibufg * int(isyn > {_number(m.gate_min)} and isyn < {_number(m.gate_max)})"
+    if m.bounded:
+        current = f"clip({current}, {_number(m.i_min)}, {_number(m.i_max)})"
+    before = [f"isyn = {current}", "ibuf = 0"] + (["ibufg = 0"] if gated else []) + load_third
+    threshold = "v > v_th"
+    reset = ["v = v - (v_th - v_reset)" if m.subtract_reset else "v = v_reset"]
+    end = []
+    if m.theta_plus > 0:
+        eqs += ["theta : 1", "fired : 1"]
+        ns.update(theta_plus=m.theta_plus, theta_decay=1.0 if math.isinf(m.tau_theta) else math.exp(-dt / m.tau_theta))
+        threshold = "v > v_th + theta"
+        reset = ["v = v - (v_th + theta - v_reset)" if m.subtract_reset else "v = v_reset", "fired = 1"]
+        end += ["theta = theta * theta_decay + theta_plus * fired", "fired = 0"]
+    if not math.isinf(m.v_min):
+        end.append(f"v = clip(v, {_number(m.v_min)}, inf)")
+    code = {"threshold": threshold, "reset": "\n".join(reset), "before_groups": "\n".join(before), "end": "\n".join(end)}
+    return "\n".join(eqs), code, ns
+
+
+# --- the network ---------------------------------------------------------------------------------------
+def _check(network: Network, replica: int) -> None:
+    for name, proj in network.projections.items():
+        if proj.tie is not None and network.projections[proj.tie.source].rule is not None:
+            raise Brian2ExportError(
+                f"projection {name!r}: tied to {proj.tie.source!r}, which learns; Brian2 cannot share weights "
+                "between synapse groups (the torch engine copies them after every epoch)"
+            )
+        if proj.rule is not None:
+            rule_code(proj.rule, f"projection {name!r}")
+            learning_code(proj.rule, f"projection {name!r}")
+        if proj.weights.ndim == 3 and not 0 <= replica < proj.weights.shape[0]:
+            raise Brian2ExportError(
+                f"replica {replica}: projection {name!r} has weights for {proj.weights.shape[0]} replicas"
+            )
+
+
+def _needs_third(network: Network) -> Dict[str, List[str]]:
+    """The populations whose incoming rules read the third factor, with those projections."""
+    out: Dict[str, List[str]] = {}
+    for name, proj in network.projections.items():
+        if proj.rule is not None and any(
+            tr.driven_by == "third_factor" and proj.rule.uses(k) for k, tr in proj.rule.traces.items()
+        ):
+            out.setdefault(proj.post, []).append(name)
+    return out
+
+
+def _spike_array(values: TensorLike, steps: int, n: int, name: str) -> np.ndarray:
+    s = np.asarray(torch.as_tensor(values, dtype=torch.float64))
+    if s.shape != (steps, n):
+        raise Brian2ExportError(f"input {name!r}: spikes must have shape (steps, N) = ({steps}, {n}), got {s.shape}")
+    if not np.all((s == 0) | (s == 1)):
+        raise Brian2ExportError(f"input {name!r}: spikes must be 0 or 1")
+    return s
+
+
+def to_brian2(
+    network: Network,
+    steps: int,
+    inputs: Optional[Mapping[str, TensorLike]] = None,
+    third_factors: Optional[Mapping[str, TensorLike]] = None,
+    seed: int = 0,
+    replica: int = 0,
+) -> Brian2Model:
+    """Build ``network`` as Brian2 objects for a run of ``steps`` steps (one replica).
+
+    ``inputs`` and ``third_factors`` mean what they mean in :meth:`neuro.Simulator.run` for one
+    replica: an input population with an encoder takes values ``(N,)`` (drawn into spikes exactly as
+    ``Simulator(seed=seed)`` draws them), one without takes spikes ``(steps, N)`` (0 or 1); third factors
+    are held ``(N,)`` or per step ``(steps, N)``. ``replica``: which replica's weights a projection with
+    per-replica weights starts from. Raises :class:`Brian2ExportError` naming what Brian2 cannot run.
+    """
+    import brian2 as b2
+
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise Brian2ExportError(f"steps must be a positive integer, got {steps!r}")
+    steps = int(steps)
+    _check(network, replica)
+    inputs = dict(inputs or {})
+    third_factors = dict(third_factors or {})
+    pops = network.populations
+    unknown = (set(inputs) | set(third_factors)) - set(pops)
+    if unknown:
+        raise Brian2ExportError(f"inputs or third factors for unknown population(s) {sorted(unknown)}; have {sorted(pops)}")
+    encoded = {k: v for k, v in inputs.items() if getattr(pops[k], "encoder", None) is not None}
+    spikes = encoded_inputs(network, steps, encoded, seed) if encoded else {}
+    spikes = {k: v for k, v in spikes.items() if k in encoded}
+    for name, values in inputs.items():
+        if not isinstance(pops[name], InputPopulation):
+            raise Brian2ExportError(f"inputs: {name!r} is not an input population")
+        if name not in spikes:
+            spikes[name] = _spike_array(values, steps, pops[name].n, name)
+    needs_third = _needs_third(network)
+    for name, projs in needs_third.items():
+        if name not in third_factors:
+            raise Brian2ExportError(f"projection(s) {projs} read the third factor of {name!r}: give third_factors[{name!r}]")
+
+    dt = network.dt * b2.second
+    clock = b2.Clock(dt)  # one clock: every object's slots interleave in one schedule
+    groups, synapses, code = {}, {}, {}
+    objects: List[object] = []
+    gated_into = {p.post for p in network.projections.values() if p.gated}
+    for name, pop in pops.items():
+        if isinstance(pop, InputPopulation):
+            rows, idx = np.nonzero(spikes.get(name, np.zeros((0, pop.n))))
+            group = b2.SpikeGeneratorGroup(pop.n, idx, rows * dt, clock=clock, name=f"{name}_brian2")
+        else:
+            eqs, c, ns = _neuron_code(name, pop.model, network.dt, name in gated_into, name in needs_third)
+            if name in needs_third:
+                values = held_or_sequence(third_factors[name], steps, pop.n, f"third factor for {name!r}", Brian2ExportError)
+                ns[f"third_{name}"] = b2.TimedArray(values, dt=dt)
+            group = b2.NeuronGroup(pop.n, eqs, threshold=c["threshold"], reset=c["reset"], method="euler",
+                                   namespace=_with_units(ns, b2), clock=clock, name=f"{name}_brian2")
+            initial = pop.model.initial_state((1, pop.n), torch.zeros((), dtype=torch.float64))
+            group.v = initial["v"][0].numpy()
+            objects.append(group.run_regularly(c["before_groups"], when="before_groups", name=f"{name}_input"))
+            if c["end"]:
+                objects.append(group.run_regularly(c["end"], when="end", order=0, name=f"{name}_end"))
+            code[name] = "\n".join([eqs, f"threshold: {c['threshold']}", f"reset: {c['reset']}",
+                                    f"before_groups: {c['before_groups']}", f"end: {c['end']}"])
+        groups[name] = group
+        objects.append(group)
+    for name, proj in network.projections.items():
+        target = "ibufg_post" if proj.gated else "ibuf_post"
+        model, on_pre, on_post, ns = "w : 1", "", None, {}
+        if proj.rule is not None:
+            model, on_pre, on_post, ns = rule_code(proj.rule, f"projection {name!r}")
+        on_pre = f"{target} += w" + (f"\n{on_pre}" if on_pre else "")
+        syn = b2.Synapses(groups[proj.pre], groups[proj.post], model, on_pre=on_pre, on_post=on_post,
+                          method="exact", namespace=_with_units(ns, b2), clock=clock, name=f"{name}_brian2")
+        w = proj.weights if proj.weights.ndim == 2 else proj.weights[replica]
+        post_idx, pre_idx = np.nonzero(proj.mask) if proj.mask is not None else np.nonzero(np.ones_like(w, dtype=bool))
+        syn.connect(i=pre_idx, j=post_idx)
+        syn.w = w[post_idx, pre_idx]
+        code[name] = "\n".join([model, f"on_pre: {on_pre}", f"on_post: {on_post}"])
+        if proj.rule is not None:
+            learn = learning_code(proj.rule, f"projection {name!r}")
+            objects.append(syn.run_regularly(learn, when="end", order=1, name=f"{name}_learning"))
+            code[name] += f"\nend: {learn}"
+        synapses[name] = syn
+        objects.append(syn)
+    return Brian2Model(b2.Network(*objects), groups, synapses, network.dt, code)
+
+
+def _with_units(ns: Mapping[str, object], b2) -> Dict[str, object]:
+    """Time constants (``tau*``) in seconds, for equations whose ``dt`` is a time."""
+    return {k: (v * b2.second if k.startswith("tau") else v) for k, v in ns.items()}
+
+
+_MONITORED = {"v": "v", "i": "isyn", "theta": "theta", "w": "w", "t": "tag", "d": "tag2"}
+
+
+def run_brian2(
+    network: Network,
+    steps: int,
+    inputs: Optional[Mapping[str, TensorLike]] = None,
+    monitors: Iterable[str] = (),
+    third_factors: Optional[Mapping[str, TensorLike]] = None,
+    seed: int = 0,
+    replica: int = 0,
+    target: str = "numpy",
+) -> Recording:
+    """Build ``network`` in Brian2 (:func:`to_brian2`), run ``steps`` steps, return monitors like
+    :meth:`neuro.Simulator.run` does for one replica: ``(steps, 1, ...)`` float64 arrays, recorded
+    after every step. Monitors: ``pop.spikes``, ``pop.v``, ``pop.i``, ``pop.theta``, ``proj.w``,
+    ``proj.t``, ``proj.d`` (a projection's missing synapses read 0). ``target``: Brian2's code
+    generation target for the run (``"numpy"`` needs no compiler; ``"cython"`` compiles), restored after.
+    """
+    import brian2 as b2
+
+    monitors = list(dict.fromkeys(monitors))
+    for m in monitors:
+        obj, _, var = m.partition(".")
+        is_pop = obj in network.populations and not isinstance(network.populations.get(obj), InputPopulation)
+        ok = (obj in network.populations and var == "spikes") or (is_pop and var in ("v", "i", "theta")) or (
+            obj in network.projections and var in ("w", "t", "d"))
+        if not ok:
+            raise Brian2ExportError(f"monitor {m!r}: the Brian2 export records pop.spikes, pop.v, pop.i, "
+                                    "pop.theta, proj.w, proj.t and proj.d")
+        if var == "i" and isinstance(network.populations[obj].model, IAF):
+            raise Brian2ExportError(f"monitor {m!r}: an IAF neuron has no current")
+        if var == "theta" and network.populations[obj].model.theta_plus == 0:
+            raise Brian2ExportError(f"monitor {m!r}: the neurons of {obj!r} have no adaptive threshold "
+                                    "(theta_plus = 0)")
+        if var in ("t", "d"):
+            rule = network.projections[obj].rule
+            if rule is None or not (rule.uses(var) or f"d{var}" in rule.targets()):
+                raise Brian2ExportError(f"monitor {m!r}: {obj!r} has no {var!r} (its rule neither reads nor learns it)")
+    old_target, old_dtype = b2.prefs.codegen.target, b2.prefs.core.default_float_dtype
+    b2.prefs.codegen.target, b2.prefs.core.default_float_dtype = target, np.float64
+    try:
+        model = to_brian2(network, steps, inputs, third_factors, seed, replica)
+        probes: Dict[str, Tuple[object, str]] = {}
+        for m in monitors:
+            obj, _, var = m.partition(".")
+            if var == "spikes":
+                probe = b2.SpikeMonitor(model.groups[obj])
+            else:
+                owner = model.groups.get(obj) or model.synapses[obj]
+                # when="end", after the neurons' and the rules' end-of-step code: the state after the step
+                probe = b2.StateMonitor(owner, _MONITORED[var], record=True, when="end", order=10)
+            probes[m] = (probe, var)
+            model.net.add(probe)
+        model.net.run(steps * network.dt * b2.second, namespace={})
+    finally:
+        b2.prefs.codegen.target, b2.prefs.core.default_float_dtype = old_target, old_dtype
+    data = {}
+    for m, (probe, var) in probes.items():
+        obj = m.partition(".")[0]
+        if var == "spikes":
+            out = np.zeros((steps, network.populations[obj].n))
+            rows = np.rint(np.asarray(probe.t / b2.second) / network.dt).astype(int)
+            out[rows, np.asarray(probe.i)] = 1.0
+        elif obj in model.groups:
+            out = np.asarray(getattr(probe, _MONITORED[var])).T
+        else:
+            proj = network.projections[obj]
+            syn = model.synapses[obj]
+            out = np.zeros((steps,) + proj.weights.shape[-2:])
+            out[:, np.asarray(syn.j), np.asarray(syn.i)] = np.asarray(getattr(probe, _MONITORED[var])).T
+        data[m] = torch.as_tensor(out[:, None], dtype=torch.float64)
+    return Recording(data, {m: list(range(1, steps + 1)) for m in data})

@@ -1,0 +1,279 @@
+"""The Brian2 export (``export.brian2``) runs the same network as the torch engine.
+
+Every test builds one :class:`neuro.Network`, runs it in the torch engine (float64, one replica) and,
+compiled by ``export.brian2``, in Brian2's numpy runtime, and compares spikes (identical, every neuron
+and step), neuron state and synaptic variables at every step (to float64 rounding). Each test also
+checks that what it compares was exercised (learning moved the weights, a gate closed, a floor was
+hit), so a translation that dropped a feature would fail it.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neuro import (
+    IAF,
+    LIF,
+    LearningRule,
+    Network,
+    Param,
+    PoissonEncoder,
+    Simulator,
+    Trace,
+    abs_,
+    clamp,
+    d,
+    exp,
+    maximum,
+    minimum,
+    random_mask,
+    sign,
+    softmax,
+    standard_rules,
+    t,
+    u,
+    w,
+    x0,
+    x1,
+    x2,
+    y0,
+    y1,
+    y2,
+    y3,
+)
+
+b2 = pytest.importorskip("brian2")
+from export.brian2 import Brian2ExportError, learning_code, run_brian2, to_brian2  # noqa: E402
+
+# brian2 2.9 calls pyparsing's camelCase API, which pyparsing 3.3 deprecates (noise, not ours).
+pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*:DeprecationWarning")
+
+T = 500
+DT = 1e-3
+
+
+def spikes(n, rate=0.04, seed=0, steps=T):
+    return (np.random.default_rng(seed).random((steps, n)) < rate).astype(np.float64)
+
+
+def both(net, monitors, inputs, third_factors=None, replicas=1, replica=0, seed=0, steps=T):
+    """The torch engine's recording (replica ``replica``) and Brian2's, for the same run."""
+    sim = Simulator(net, replicas=replicas, dtype=torch.float64, seed=seed)
+    # a per-step third factor is (steps, R, N) for the engine
+    tf = {k: (v[:, None] if np.ndim(v) == 2 else v) for k, v in (third_factors or {}).items()}
+    ours = sim.run(steps, inputs={k: torch.as_tensor(v) for k, v in inputs.items()}, third_factors=tf,
+                   monitors=monitors)
+    ref = run_brian2(net, steps, inputs=inputs, monitors=monitors, third_factors=third_factors, seed=seed,
+                     replica=replica)
+    return {m: ours[m][:, replica].numpy() for m in monitors}, {m: ref[m][:, 0].numpy() for m in monitors}
+
+
+def assert_same(ours, ref, tol=1e-10):
+    for m in ours:
+        assert ours[m].shape == ref[m].shape, m
+        if m.endswith(".spikes"):
+            mismatch = np.argwhere(ours[m] != ref[m])
+            assert mismatch.size == 0, f"{m}: first differing (step, neuron): {mismatch[:3].tolist()}"
+        else:
+            err = np.abs(ours[m] - ref[m]).max()
+            assert err < tol, f"{m}: max difference {err:.3g}"
+
+
+# --- STDP: the rule of standard_rules, compiled, not re-written ---------------------------------
+@pytest.mark.parametrize("multiplicative", [False, True], ids=["additive", "multiplicative"])
+def test_stdp_network_matches_the_engine(multiplicative):
+    w0 = np.random.default_rng(1).uniform(0.0, 0.8, (10, 24))
+    net = Network(dt=DT)
+    net.input("inp", 24)
+    net.population("lif", 10, LIF())
+    rule = standard_rules.stdp(multiplicative=multiplicative, a_plus=0.015, a_minus=0.012, tau_minus=30e-3)
+    net.connect("inp", "lif", w0, rule=rule)
+    mons = ["lif.spikes", "lif.v", "lif.i", "inp_to_lif.w"]
+    ours, ref = both(net, mons, {"inp": spikes(24, 0.03)})
+    assert_same(ours, ref)
+    assert ours["lif.spikes"].sum() > 50
+    change = ours["inp_to_lif.w"][-1] - w0
+    assert (change > 0.03).any() and (change < -0.03).any(), "learning should move weights both ways"
+
+
+# --- every neuron feature, recurrence, masks, gated input and a static tie ------------------------
+def feature_network():
+    rng = np.random.default_rng(2)
+    net = Network(dt=DT)
+    net.input("inp", 30)
+    net.population("adapt", 8, LIF(tau_mem=20e-3, theta_plus=0.3, tau_theta=40e-3, subtract_reset=True))
+    net.population("gate", 6, LIF(v_leak=0.1, i_min=-1.0, i_max=1.6, gate_min=-0.4, gate_max=0.6,
+                                  v_min=-0.3, syn_leak="positive"))
+    net.population("iaf", 5, IAF(v_th=1.2, v_reset=-0.1))
+    net.connect("inp", "adapt", rng.uniform(0.0, 0.9, (8, 30)))
+    mask = random_mask(8, 8, 0.4, seed=3, autapses=False)
+    net.connect("adapt", "adapt", rng.uniform(-0.5, 0.5, (8, 8)) * mask, mask=mask)
+    net.connect("inp", "gate", rng.uniform(-0.6, 0.7, (6, 30)))
+    net.connect("adapt", "gate", rng.uniform(0.0, 0.6, (6, 8)), gated=True)
+    net.connect("gate", "iaf", rng.uniform(0.0, 0.9, (5, 6)))
+    net.tied("iaf", "gate", source="gate_to_iaf", scale=-0.4)  # static: a fixed copy
+    return net
+
+
+def test_neuron_features_recurrence_masks_gates_and_ties_match_the_engine():
+    net = feature_network()
+    mons = ["adapt.spikes", "adapt.v", "adapt.i", "adapt.theta", "gate.spikes", "gate.v", "gate.i",
+            "iaf.spikes", "iaf.v"]
+    ours, ref = both(net, mons, {"inp": spikes(30, 0.05, seed=4)})
+    assert_same(ours, ref)
+    for pop in ("adapt", "gate", "iaf"):
+        assert ours[f"{pop}.spikes"].sum() > 10, f"{pop} should fire"
+    assert ours["adapt.theta"].max() > 0.3, "the threshold should adapt"
+    assert ours["gate.v"].min() == pytest.approx(-0.3), "the membrane floor should be hit"
+    i = ours["gate.i"]
+    open_ = (i > -0.4) & (i < 0.6)
+    assert open_.mean() > 0.05 and (~open_).mean() > 0.05, "the gate should both open and close"
+
+
+def test_the_comparison_sees_a_changed_neuron_parameter():
+    """Negative control: the same network with a 10% different adaptation step gives other spikes."""
+    net = feature_network()
+    inputs = {"inp": spikes(30, 0.05, seed=4, steps=200)}
+    ours, _ = both(net, ["adapt.spikes"], inputs, steps=200)
+    net.populations["adapt"].model = LIF(tau_mem=20e-3, theta_plus=0.33, tau_theta=40e-3, subtract_reset=True)
+    changed = run_brian2(net, 200, inputs=inputs, monitors=["adapt.spikes"])["adapt.spikes"][:, 0].numpy()
+    assert (ours["adapt.spikes"] != changed).sum() > 3
+
+
+# --- the rule language: every operation, tags, delays, u periods, driven traces --------------------
+def rich_rule():
+    eta = Param("eta")
+    return LearningRule(
+        dw=eta * y0 * clamp(x1 - 0.5 * w, -0.2, 0.3) - 0.004 * x0 * maximum(y1, y3) + 0.002 * u * t * y2
+        + 0.0005 * x0 * y0 * sign(w - 0.4),
+        dt=0.02 * y0 * x1 - 0.05 * u * t + 0.01 * x0 * abs_(y2) ** 1.5,
+        dd=0.01 * u * minimum(x2, y3) * exp(-w) - 0.001 * y0 * d / (w + 1.0),
+        traces={"x1": Trace(1.0, 20e-3), "x2": Trace(0.5, 50e-3), "y1": Trace(1.0, 30e-3),
+                "y2": Trace(driven_by="v"), "y3": Trace(driven_by="i")},
+        u_exponent=1, w_min=0.0, w_max=1.0, params={"eta": 0.01}, name="rich",
+    )
+
+
+def test_every_rule_operation_tags_delays_and_u_periods_match_the_engine():
+    w0 = np.random.default_rng(5).uniform(0.0, 0.8, (6, 16))
+    net = Network(dt=DT)
+    net.input("inp", 16)
+    net.population("lif", 6, LIF(v_leak=0.2))
+    net.connect("inp", "lif", w0, rule=rich_rule())
+    mons = ["lif.spikes", "lif.v", "inp_to_lif.w", "inp_to_lif.t", "inp_to_lif.d"]
+    ours, ref = both(net, mons, {"inp": spikes(16, 0.05, seed=6)})
+    assert_same(ours, ref)
+    assert np.abs(ours["inp_to_lif.w"][-1] - w0).max() > 0.05
+    assert np.abs(ours["inp_to_lif.t"][-1]).max() > 0.01
+    assert np.abs(ours["inp_to_lif.d"][-1]).max() > 0.01
+    # u every second step: the tag's decay term alone makes odd and even steps differ
+    assert "(t_in_timesteps + 1) % 2 == 0" in learning_code(rich_rule())
+
+
+def test_reward_modulated_stdp_with_a_third_factor_sequence_matches_the_engine():
+    w0 = np.random.default_rng(7).uniform(-0.2, 0.8, (6, 20))
+    net = Network(dt=DT)
+    net.input("inp", 20)
+    net.population("lif", 6, LIF())
+    net.connect("inp", "lif", w0, rule=standard_rules.reward_modulated_stdp(a_plus=0.05, a_minus=0.05))
+    reward = np.random.default_rng(8).normal(0.0, 1.0, (T, 6))
+    mons = ["lif.spikes", "inp_to_lif.w", "inp_to_lif.t"]
+    ours, ref = both(net, mons, {"inp": spikes(20, 0.05, seed=9)}, third_factors={"lif": reward})
+    assert_same(ours, ref)
+    assert np.abs(ours["inp_to_lif.w"][-1] - w0).max() > 0.01
+
+
+def test_encoded_inputs_draw_the_engines_spikes():
+    """A Poisson-encoded input draws, for the same seed, the spikes the engine draws."""
+    rng = np.random.default_rng(10)
+    net = Network(dt=DT)
+    net.input("img", 12, PoissonEncoder(max_rate=80.0))
+    net.population("lif", 5, LIF())
+    net.connect("img", "lif", rng.uniform(0.0, 0.9, (5, 12)), rule=standard_rules.stdp())
+    mons = ["img.spikes", "lif.spikes", "img_to_lif.w"]
+    ours, ref = both(net, mons, {"img": rng.random(12)}, seed=3)
+    assert ours["img.spikes"].sum() > 50 and ours["lif.spikes"].sum() > 20
+    assert_same(ours, ref)
+
+
+def test_replica_picks_per_replica_weights():
+    w0 = np.random.default_rng(11).uniform(0.0, 0.9, (3, 5, 12))
+    net = Network(dt=DT)
+    net.input("inp", 12)
+    net.population("lif", 5, LIF())
+    net.connect("inp", "lif", w0, rule=standard_rules.stdp())
+    mons = ["lif.spikes", "inp_to_lif.w"]
+    inputs = {"inp": spikes(12, 0.06, seed=12)}
+    ours, ref = both(net, mons, inputs, replicas=3, replica=2)
+    assert_same(ours, ref)
+    other = run_brian2(net, T, inputs=inputs, monitors=mons, replica=0)
+    assert np.abs(other["inp_to_lif.w"][:, 0].numpy() - ours["inp_to_lif.w"]).max() > 0.1
+
+
+# --- what Brian2 cannot run, and bad input ----------------------------------------------------------
+def small(rule=None):
+    net = Network(dt=DT)
+    net.input("inp", 4)
+    net.population("lif", 3, LIF())
+    net.connect("inp", "lif", 0.5, rule=rule)
+    return net
+
+
+@pytest.mark.parametrize(
+    "rule, message",
+    [
+        (LearningRule(dw=y0 * softmax(y1) * x1, traces={"x1": Trace(1.0, 0.02), "y1": Trace(1.0, 0.02)}), "softmax"),
+        (standard_rules.stdp(t_epoch=2), "t_epoch=2"),
+    ],
+    ids=["softmax", "epoch"],
+)
+def test_refuses_what_a_brian2_synapse_cannot_express(rule, message):
+    with pytest.raises(Brian2ExportError, match=message):
+        to_brian2(small(rule), 10, inputs={"inp": spikes(4, steps=10)})
+
+
+def test_refuses_a_tie_to_a_learning_projection():
+    net = Network(dt=DT)
+    net.input("inp", 4)
+    net.population("a", 3, LIF())
+    net.population("b", 4, LIF())
+    net.connect("inp", "a", 0.5, rule=standard_rules.stdp())
+    net.connect("inp", "b", 0.1)
+    net.tied("a", "b", source="inp_to_a")
+    with pytest.raises(Brian2ExportError, match="tied to 'inp_to_a', which learns"):
+        to_brian2(net, 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(inputs={"inp": np.zeros((9, 4))}), r"shape \(steps, N\) = \(10, 4\)"),
+        (dict(inputs={"inp": np.full((10, 4), 0.5)}), "0 or 1"),
+        (dict(inputs={"nope": np.zeros((10, 4))}), "unknown population"),
+        (dict(inputs={"lif": np.zeros((10, 3))}), "not an input population"),
+        (dict(replica=2), "replica 2"),
+    ],
+    ids=["shape", "not-binary", "unknown", "not-input", "replica"],
+)
+def test_bad_input_is_named(kwargs, message):
+    net = small()
+    net.connect("inp", "lif", np.full((2, 3, 4), 0.1), name="per_replica")
+    with pytest.raises(Brian2ExportError, match=message):
+        to_brian2(net, 10, **kwargs)
+
+
+def test_missing_or_bad_third_factor_and_bad_monitors_are_named():
+    net = small(standard_rules.reward_modulated_stdp())
+    with pytest.raises(Brian2ExportError, match=r"third factor of 'lif'"):
+        to_brian2(net, 10)
+    with pytest.raises(Brian2ExportError, match="NaN"):
+        to_brian2(net, 10, third_factors={"lif": np.full(3, math.nan)})
+    with pytest.raises(Brian2ExportError, match="expected shape"):
+        to_brian2(net, 10, third_factors={"lif": np.zeros((4, 3))})
+    with pytest.raises(Brian2ExportError, match="records"):
+        run_brian2(net, 10, monitors=["lif.count"], third_factors={"lif": np.zeros(3)})
+    with pytest.raises(Brian2ExportError, match="no adaptive threshold"):
+        run_brian2(net, 10, monitors=["lif.theta"], third_factors={"lif": np.zeros(3)})
+    with pytest.raises(Brian2ExportError, match="steps"):
+        to_brian2(small(), 0)
