@@ -44,10 +44,10 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from neuro import IAF, LIF, InputPopulation, LearningRule, Network, Recording
+from neuro import IAF, LIF, InputPopulation, LearningRule, Network, Recording, Simulator
 from neuro.engine import TensorLike
-from neuro.expr import MIXING_OPS, Const, Expr, Op, Param, Var
-from neuro.plasticity import _may_be_infinite
+from neuro.expr import MIXING_OPS, PRE_TRACES, Const, Expr, Op, Param, Var
+from neuro.plasticity import TRACE_INDEX, _may_be_infinite
 from export.inputs import encoded_inputs, held_or_sequence
 
 #: Brian2 names of the rule language's synaptic variables (Brian2 reserves ``t`` and ``dt``).
@@ -85,10 +85,11 @@ def _number(value: float) -> str:
     return f"({text})" if value < 0 else text
 
 
-def _names(rule: LearningRule, u_period: int) -> Dict[str, str]:
-    """Brian2 code for each rule variable, read at the end of a one-step epoch."""
+def _names(rule: LearningRule, u_period: int, first_step: int) -> Dict[str, str]:
+    """Brian2 code for each rule variable, read at the end of a one-step epoch of a run whose Brian2
+    step 0 is the engine's step ``first_step + 1``."""
     names = {"x0": "pre_now", "y0": "post_now", **SYNAPTIC_NAMES}
-    names["u"] = "1.0" if u_period == 1 else f"int((t_in_timesteps + 1) % {u_period} == 0)"
+    names["u"] = "1.0" if u_period == 1 else f"int((t_in_timesteps + {first_step + 1}) % {u_period} == 0)"
     driven = {"v": "v_post", "i": "isyn_post", "third_factor": "third_post"}
     for name, trace in rule.traces.items():
         names[name] = driven[trace.driven_by] if trace.driven_by else name
@@ -154,10 +155,11 @@ def rule_code(rule: LearningRule, where: str = "rule") -> Tuple[str, str, str, D
     return "\n".join(lines), "\n".join(on_pre), "\n".join(on_post), namespace
 
 
-def learning_code(rule: LearningRule, where: str = "rule") -> str:
+def learning_code(rule: LearningRule, where: str = "rule", first_step: int = 0) -> str:
     """The end-of-step update of a one-step-epoch rule as Brian2 abstract code: every target's
-    products from the values before the update, then ``w`` clipped and ``d`` kept non-negative."""
-    names = _names(rule, 2**rule.u_exponent)
+    products from the values before the update, then ``w`` clipped and ``d`` kept non-negative.
+    ``first_step``: the engine's steps before the run (``u``'s period counts from the engine's step 1)."""
+    names = _names(rule, 2**rule.u_exponent, first_step)
     increments, updates = [], []
     for target, terms in rule.terms().items():
         parts = []
@@ -216,31 +218,48 @@ def _neuron_code(name: str, model, dt: float, gated: bool, third: bool) -> Tuple
 
 
 # --- the network ---------------------------------------------------------------------------------------
-def _check(network: Network, replica: int) -> None:
+def _check(network: Network, rules: Mapping[str, LearningRule], replica: int) -> None:
     for name, proj in network.projections.items():
-        if proj.tie is not None and network.projections[proj.tie.source].rule is not None:
+        if proj.tie is not None and proj.tie.source in rules:
             raise Brian2ExportError(
                 f"projection {name!r}: tied to {proj.tie.source!r}, which learns; Brian2 cannot share weights "
                 "between synapse groups (the torch engine copies them after every epoch)"
             )
-        if proj.rule is not None:
-            rule_code(proj.rule, f"projection {name!r}")
-            learning_code(proj.rule, f"projection {name!r}")
+        if name in rules:
+            rule_code(rules[name], f"projection {name!r}")
+            learning_code(rules[name], f"projection {name!r}")
         if proj.weights.ndim == 3 and not 0 <= replica < proj.weights.shape[0]:
             raise Brian2ExportError(
                 f"replica {replica}: projection {name!r} has weights for {proj.weights.shape[0]} replicas"
             )
 
 
-def _needs_third(network: Network) -> Dict[str, List[str]]:
+def _needs_third(network: Network, rules: Mapping[str, LearningRule]) -> Dict[str, List[str]]:
     """The populations whose incoming rules read the third factor, with those projections."""
     out: Dict[str, List[str]] = {}
-    for name, proj in network.projections.items():
-        if proj.rule is not None and any(
-            tr.driven_by == "third_factor" and proj.rule.uses(k) for k, tr in proj.rule.traces.items()
-        ):
-            out.setdefault(proj.post, []).append(name)
+    for name, rule in rules.items():
+        if any(tr.driven_by == "third_factor" and rule.uses(k) for k, tr in rule.traces.items()):
+            out.setdefault(network.projections[name].post, []).append(name)
     return out
+
+
+def _start(network: Network, initial: Optional[Simulator], replica: int) -> Tuple[Dict, Dict, Dict[str, np.ndarray]]:
+    """``(models, rules, state)`` to start from: the network's, or where ``initial`` stopped (its models,
+    learning flag and rule parameters; ``state`` as :meth:`Simulator.state_dict`, one replica, float64;
+    empty without ``initial``)."""
+    models = {n: p.model for n, p in network.populations.items() if not isinstance(p, InputPopulation)}
+    rules = {n: p.rule for n, p in network.projections.items() if p.rule is not None}
+    if initial is None:
+        return models, rules, {}
+    if initial.network is not network:
+        raise Brian2ExportError("initial: the simulator must simulate this very network")
+    if initial.replicas != 1:
+        raise Brian2ExportError(f"initial: Brian2 runs one replica, the simulator has {initial.replicas}")
+    models.update(initial.models)
+    rules = {n: r.with_params(**{k: float(v.reshape(-1)[0]) for k, v in initial.params[n].items()})
+             for n, r in rules.items()} if initial.learning else {}
+    state = {k: np.asarray(v, dtype=np.float64) for k, v in initial.state_dict().items() if k != "rng_state"}
+    return models, rules, state
 
 
 def _spike_array(values: TensorLike, steps: int, n: int, name: str) -> np.ndarray:
@@ -259,6 +278,7 @@ def to_brian2(
     third_factors: Optional[Mapping[str, TensorLike]] = None,
     seed: int = 0,
     replica: int = 0,
+    initial: Optional[Simulator] = None,
 ) -> Brian2Model:
     """Build ``network`` as Brian2 objects for a run of ``steps`` steps (one replica).
 
@@ -266,14 +286,18 @@ def to_brian2(
     replica: an input population with an encoder takes values ``(N,)`` (drawn into spikes exactly as
     ``Simulator(seed=seed)`` draws them), one without takes spikes ``(steps, N)`` (0 or 1); third factors
     are held ``(N,)`` or per step ``(steps, N)``. ``replica``: which replica's weights a projection with
-    per-replica weights starts from. Raises :class:`Brian2ExportError` naming what Brian2 cannot run.
+    per-replica weights starts from. With ``initial`` (a one-replica simulator of ``network``) Brian2
+    continues exactly where that run stopped: its models (:meth:`~neuro.Simulator.set_model`), learning
+    flag and rule parameters, weights, tags, traces, neuron state, in-flight synaptic input and the
+    encoders' random generator. Raises :class:`Brian2ExportError` naming what Brian2 cannot run.
     """
     import brian2 as b2
 
     if isinstance(steps, bool) or int(steps) != steps or steps < 1:
         raise Brian2ExportError(f"steps must be a positive integer, got {steps!r}")
     steps = int(steps)
-    _check(network, replica)
+    models, rules, start = _start(network, initial, replica)
+    _check(network, rules, replica)
     inputs = dict(inputs or {})
     third_factors = dict(third_factors or {})
     pops = network.populations
@@ -281,14 +305,16 @@ def to_brian2(
     if unknown:
         raise Brian2ExportError(f"inputs or third factors for unknown population(s) {sorted(unknown)}; have {sorted(pops)}")
     encoded = {k: v for k, v in inputs.items() if getattr(pops[k], "encoder", None) is not None}
-    spikes = encoded_inputs(network, steps, encoded, seed) if encoded else {}
+    generator = None if initial is None else initial.generator.get_state()
+    spikes = encoded_inputs(network, steps, encoded, seed, generator) if encoded else {}
     spikes = {k: v for k, v in spikes.items() if k in encoded}
     for name, values in inputs.items():
         if not isinstance(pops[name], InputPopulation):
             raise Brian2ExportError(f"inputs: {name!r} is not an input population")
         if name not in spikes:
             spikes[name] = _spike_array(values, steps, pops[name].n, name)
-    needs_third = _needs_third(network)
+    needs_third = _needs_third(network, rules)
+    first_step = int(start.get("time_step", 0))
     for name, projs in needs_third.items():
         if name not in third_factors:
             raise Brian2ExportError(f"projection(s) {projs} read the third factor of {name!r}: give third_factors[{name!r}]")
@@ -303,14 +329,24 @@ def to_brian2(
             rows, idx = np.nonzero(spikes.get(name, np.zeros((0, pop.n))))
             group = b2.SpikeGeneratorGroup(pop.n, idx, rows * dt, clock=clock, name=f"{name}_brian2")
         else:
-            eqs, c, ns = _neuron_code(name, pop.model, network.dt, name in gated_into, name in needs_third)
+            eqs, c, ns = _neuron_code(name, models[name], network.dt, name in gated_into, name in needs_third)
             if name in needs_third:
                 values = held_or_sequence(third_factors[name], steps, pop.n, f"third factor for {name!r}", Brian2ExportError)
                 ns[f"third_{name}"] = b2.TimedArray(values, dt=dt)
             group = b2.NeuronGroup(pop.n, eqs, threshold=c["threshold"], reset=c["reset"], method="euler",
                                    namespace=_with_units(ns, b2), clock=clock, name=f"{name}_brian2")
-            initial = pop.model.initial_state((1, pop.n), torch.zeros((), dtype=torch.float64))
-            group.v = initial["v"][0].numpy()
+            fresh = models[name].initial_state((1, pop.n), torch.zeros((), dtype=torch.float64))
+            for var in fresh:
+                value = start.get(f"neurons/{name}/{var}", fresh[var].numpy())[0]
+                if var != "theta" or models[name].theta_plus > 0:
+                    setattr(group, _MONITORED[var], value)
+            # the input the engine has buffered for the next step
+            buffers = {"ibuf": np.zeros(pop.n), "ibufg": np.zeros(pop.n)}
+            for proj in network.incoming(name):
+                buffers["ibufg" if proj.gated else "ibuf"] += start.get(f"buffers/{proj.name}", np.zeros((1, pop.n)))[0]
+            group.ibuf = buffers["ibuf"]
+            if name in gated_into:
+                group.ibufg = buffers["ibufg"]
             objects.append(group.run_regularly(c["before_groups"], when="before_groups", name=f"{name}_input"))
             if c["end"]:
                 objects.append(group.run_regularly(c["end"], when="end", order=0, name=f"{name}_end"))
@@ -320,24 +356,43 @@ def to_brian2(
         objects.append(group)
     for name, proj in network.projections.items():
         target = "ibufg_post" if proj.gated else "ibuf_post"
+        rule = rules.get(name)
         model, on_pre, on_post, ns = "w : 1", "", None, {}
-        if proj.rule is not None:
-            model, on_pre, on_post, ns = rule_code(proj.rule, f"projection {name!r}")
+        if rule is not None:
+            model, on_pre, on_post, ns = rule_code(rule, f"projection {name!r}")
         on_pre = f"{target} += w" + (f"\n{on_pre}" if on_pre else "")
         syn = b2.Synapses(groups[proj.pre], groups[proj.post], model, on_pre=on_pre, on_post=on_post,
                           method="exact", namespace=_with_units(ns, b2), clock=clock, name=f"{name}_brian2")
         w = proj.weights if proj.weights.ndim == 2 else proj.weights[replica]
         post_idx, pre_idx = np.nonzero(proj.mask) if proj.mask is not None else np.nonzero(np.ones_like(w, dtype=bool))
         syn.connect(i=pre_idx, j=post_idx)
-        syn.w = w[post_idx, pre_idx]
+        syn.w = start[f"synapses/{name}/w"][0][post_idx, pre_idx] if start else w[post_idx, pre_idx]
         code[name] = "\n".join([model, f"on_pre: {on_pre}", f"on_post: {on_post}"])
-        if proj.rule is not None:
-            learn = learning_code(proj.rule, f"projection {name!r}")
+        if rule is not None:
+            _set_rule_state(syn, rule, start, name, post_idx, pre_idx)
+            learn = learning_code(rule, f"projection {name!r}", first_step)
             objects.append(syn.run_regularly(learn, when="end", order=1, name=f"{name}_learning"))
             code[name] += f"\nend: {learn}"
         synapses[name] = syn
         objects.append(syn)
     return Brian2Model(b2.Network(*objects), groups, synapses, network.dt, code)
+
+
+def _set_rule_state(syn, rule: LearningRule, start: Mapping[str, np.ndarray], name: str,
+                    post_idx: np.ndarray, pre_idx: np.ndarray) -> None:
+    """Tags and traces where the engine's run stopped (each synapse's copy of its neurons' traces)."""
+    if not start:
+        return
+    for var, b2_name in (("t", "tag"), ("d", "tag2")):
+        if f"synapses/{name}/{var}" in start and hasattr(syn, b2_name):
+            setattr(syn, b2_name, start[f"synapses/{name}/{var}"][0][post_idx, pre_idx])
+    for trace, tr in rule.traces.items():
+        if tr.driven_by:
+            continue
+        k = TRACE_INDEX[trace]
+        values = start[f"plasticity/{name}/x"][0, k][pre_idx] if trace in PRE_TRACES else \
+            start[f"plasticity/{name}/y"][0, k][post_idx]
+        setattr(syn, trace, values)
 
 
 def _with_units(ns: Mapping[str, object], b2) -> Dict[str, object]:
@@ -357,16 +412,19 @@ def run_brian2(
     seed: int = 0,
     replica: int = 0,
     target: str = "numpy",
+    initial: Optional[Simulator] = None,
 ) -> Recording:
     """Build ``network`` in Brian2 (:func:`to_brian2`), run ``steps`` steps, return monitors like
     :meth:`neuro.Simulator.run` does for one replica: ``(steps, 1, ...)`` float64 arrays, recorded
     after every step. Monitors: ``pop.spikes``, ``pop.v``, ``pop.i``, ``pop.theta``, ``proj.w``,
     ``proj.t``, ``proj.d`` (a projection's missing synapses read 0). ``target``: Brian2's code
     generation target for the run (``"numpy"`` needs no compiler; ``"cython"`` compiles), restored after.
+    ``initial``: continue where a one-replica simulator stopped (see :func:`to_brian2`).
     """
     import brian2 as b2
 
     monitors = list(dict.fromkeys(monitors))
+    models, rules, _ = _start(network, initial, replica)
     for m in monitors:
         obj, _, var = m.partition(".")
         is_pop = obj in network.populations and not isinstance(network.populations.get(obj), InputPopulation)
@@ -375,19 +433,19 @@ def run_brian2(
         if not ok:
             raise Brian2ExportError(f"monitor {m!r}: the Brian2 export records pop.spikes, pop.v, pop.i, "
                                     "pop.theta, proj.w, proj.t and proj.d")
-        if var == "i" and isinstance(network.populations[obj].model, IAF):
+        if var == "i" and isinstance(models[obj], IAF):
             raise Brian2ExportError(f"monitor {m!r}: an IAF neuron has no current")
-        if var == "theta" and network.populations[obj].model.theta_plus == 0:
+        if var == "theta" and (isinstance(models[obj], IAF) or models[obj].theta_plus == 0):
             raise Brian2ExportError(f"monitor {m!r}: the neurons of {obj!r} have no adaptive threshold "
                                     "(theta_plus = 0)")
         if var in ("t", "d"):
-            rule = network.projections[obj].rule
+            rule = rules.get(obj)
             if rule is None or not (rule.uses(var) or f"d{var}" in rule.targets()):
                 raise Brian2ExportError(f"monitor {m!r}: {obj!r} has no {var!r} (its rule neither reads nor learns it)")
     old_target, old_dtype = b2.prefs.codegen.target, b2.prefs.core.default_float_dtype
     b2.prefs.codegen.target, b2.prefs.core.default_float_dtype = target, np.float64
     try:
-        model = to_brian2(network, steps, inputs, third_factors, seed, replica)
+        model = to_brian2(network, steps, inputs, third_factors, seed, replica, initial)
         probes: Dict[str, Tuple[object, str]] = {}
         for m in monitors:
             obj, _, var = m.partition(".")
@@ -417,4 +475,5 @@ def run_brian2(
             out = np.zeros((steps,) + proj.weights.shape[-2:])
             out[:, np.asarray(syn.j), np.asarray(syn.i)] = np.asarray(getattr(probe, _MONITORED[var])).T
         data[m] = torch.as_tensor(out[:, None], dtype=torch.float64)
-    return Recording(data, {m: list(range(1, steps + 1)) for m in data})
+    first = 0 if initial is None else initial.time_step
+    return Recording(data, {m: list(range(first + 1, first + steps + 1)) for m in data})

@@ -277,3 +277,40 @@ def test_missing_or_bad_third_factor_and_bad_monitors_are_named():
         run_brian2(net, 10, monitors=["lif.theta"], third_factors={"lif": np.zeros(3)})
     with pytest.raises(Brian2ExportError, match="steps"):
         to_brian2(small(), 0)
+
+
+def test_continues_where_a_simulator_stopped():
+    """``initial=sim``: Brian2 goes on from the engine's state (weights, tags, traces, neurons, buffered
+    input, swapped models, parameters and u's phase) as the engine itself goes on."""
+    rule = standard_rules.reward_modulated_stdp(a_plus=0.05, a_minus=0.05)
+    rule = LearningRule(dt=rule.dt, dw=rule.dw, traces=rule.traces, u_exponent=2, params=rule.params)
+    rng = np.random.default_rng(13)
+    net = Network(dt=DT)
+    net.input("inp", 20)
+    net.population("lif", 6, LIF(theta_plus=0.1, tau_theta=30e-3))
+    net.connect("inp", "lif", rng.uniform(-0.2, 0.8, (6, 20)), rule=rule)
+    inputs = {"inp": spikes(20, 0.05, seed=14, steps=301)}
+    reward = np.random.default_rng(15).normal(0.0, 1.0, (301, 1, 6))
+    sim = Simulator(net, dtype=torch.float64)
+    sim.run(101, inputs={"inp": torch.as_tensor(inputs["inp"][:101])}, third_factors={"lif": reward[:101]})
+    sim.set_model("lif", LIF(theta_plus=0.1, tau_theta=30e-3, tau_mem=15e-3))
+    sim.set_param("inp_to_lif", "learning_rate", 2.0)
+    rest = {"inp": inputs["inp"][101:]}
+    mons = ["lif.spikes", "lif.v", "lif.i", "lif.theta", "inp_to_lif.w", "inp_to_lif.t"]
+    ref = run_brian2(net, 200, inputs=rest, monitors=mons, third_factors={"lif": reward[101:, 0]}, initial=sim)
+    ours = sim.run(200, inputs={"inp": torch.as_tensor(rest["inp"])}, third_factors={"lif": reward[101:]},
+                   monitors=mons)
+    assert ref.steps["lif.v"][0] == 102
+    assert_same({m: ours[m][:, 0].numpy() for m in mons}, {m: ref[m][:, 0].numpy() for m in mons})
+    assert ours["lif.spikes"].sum() > 10
+    # ... and a fresh Brian2 run from the network's start does not: the state was carried over
+    fresh = run_brian2(net, 200, inputs=rest, monitors=["inp_to_lif.w"], third_factors={"lif": reward[101:, 0]})
+    assert np.abs(fresh["inp_to_lif.w"].numpy() - ours["inp_to_lif.w"].numpy()).max() > 1e-3
+
+
+def test_initial_must_be_one_replica_of_this_network():
+    net = small(standard_rules.stdp())
+    with pytest.raises(Brian2ExportError, match="one replica"):
+        to_brian2(net, 10, initial=Simulator(net, replicas=2))
+    with pytest.raises(Brian2ExportError, match="this very network"):
+        to_brian2(net, 10, initial=Simulator(small(standard_rules.stdp())))

@@ -89,3 +89,11 @@ def test_neuro_export_problems_are_one_line_errors_and_nir_options_are_offered(t
         assert main(["export", "--to", "lava", str(tmp_path / "s.h5")] + args) == 1
         err = capsys.readouterr().err
         assert problem in err and "Traceback" not in err
+
+
+def test_neuro_export_to_brian2_reports_agreement(example_out, capsys):
+    pytest.importorskip("brian2")
+    out, _ = example_out
+    assert main(["export", "--to", "brian2", str(out / "model.h5"), "--steps", "300", "--input", "inp=0.6"]) == 0
+    text = capsys.readouterr().out
+    assert "Brian2" in text and "agrees with the torch engine" in text and "out.spikes" in text
