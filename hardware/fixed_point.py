@@ -168,7 +168,8 @@ W_ACCUMULATOR_U = 15
 ACC_MIN, ACC_MAX = -(1 << W_ACCUMULATOR_U) - 1, (1 << W_ACCUMULATOR_U) - 1
 W_S_MANT = 4
 SYN_SHIFT = 7  # W_ACCUMULATOR_S - W_SYN_VAR_S (16 - 9) for weights, tag_1 and tag_2
-FACTOR_WIDTH = {"x0": 1, "y0": 1, "x1": 7, "x2": 7, "y1": 7, "y2": 7, "y3": 7, "w": 9, "t": 9, "d": 9, "C": 8}
+W_CONST = 8
+FACTOR_WIDTH = {"x0": 1, "y0": 1, "x1": 7, "x2": 7, "y1": 7, "y2": 7, "y3": 7, "w": 9, "t": 9, "d": 9, "C": W_CONST}
 #: Lava's names of the synaptic variables of each target
 TARGET_VAR = {"dw": "weights", "dt": "tag_1", "dd": "tag_2"}
 SYN_VAR = {"w": "weights", "t": "tag_1", "d": "tag_2"}
@@ -213,6 +214,21 @@ def lava_product(p: LoihiProduct) -> LavaProduct:
     factors = tuple((f.var, 0.0 if f.const is None else float(f.const), bool(f.sgn)) for f in p.factors)
     width = sum(FACTOR_WIDTH[f.var] for f in p.factors) + W_S_MANT
     return LavaProduct(p.dependency, mant, exp + 7, factors, max(0, width - W_ACCUMULATOR_U))
+
+
+def _constant_notes(product: str, var: str, const: float) -> List[str]:
+    """What a bracket constant ``(var + const)``, in integer units, does that Loihi 2's would not: Lava's
+    bit-approximate engine adds any float and truncates the sum, the chip holds an integer of
+    ``W_CONST`` bits (sign apart)."""
+    out = []
+    if const != math.floor(const):
+        out.append(f"in {product!r} the constant added to {var} is {const:g} in integer units: Lava adds it as "
+                   f"a float and truncates the sum, Loihi 2 holds integer constants (make it an integer by the "
+                   "choice of constant, trace_scale or weight headroom)")
+    if abs(const) >= 2**W_CONST:
+        out.append(f"in {product!r} the constant added to {var} is {const:g} in integer units, beyond the "
+                   f"{W_CONST}-bit constants of Loihi 2's learning engine (|C| < {2**W_CONST})")
+    return out
 
 
 @dataclass
@@ -355,6 +371,8 @@ def fixed_point_rule(
                 if not f.sgn:
                     coef /= unit[f.var]
                 const = None if f.const is None else f.const * unit[f.var]
+                if const is not None:
+                    notes.extend(_constant_notes(p.text(first=True), f.var, const))
                 factors.append(LoihiFactor(f.var, const, f.sgn))
             q = LoihiProduct(coef, p.dependency, tuple(factors))
             if loihi_scaling(coef) is None:

@@ -81,19 +81,24 @@ def assert_same(ours, ref, tol=1e-10):
 
 
 # --- STDP: the rule of standard_rules, compiled, not re-written ---------------------------------
-@pytest.mark.parametrize("multiplicative", [False, True], ids=["additive", "multiplicative"])
-def test_stdp_network_matches_the_engine(multiplicative):
+@pytest.mark.parametrize("multiplicative, masked", [(False, False), (True, False), (False, True)],
+                         ids=["additive", "multiplicative", "masked"])
+def test_stdp_network_matches_the_engine(multiplicative, masked):
     w0 = np.random.default_rng(1).uniform(0.0, 0.8, (10, 24))
+    mask = random_mask(10, 24, 0.5, seed=2) if masked else None
+    w0 = w0 if mask is None else w0 * mask
     net = Network(dt=DT)
     net.input("inp", 24)
     net.population("lif", 10, LIF())
     rule = standard_rules.stdp(multiplicative=multiplicative, a_plus=0.015, a_minus=0.012, tau_minus=30e-3)
-    net.connect("inp", "lif", w0, rule=rule)
+    net.connect("inp", "lif", w0, rule=rule, mask=mask)
     mons = ["lif.spikes", "lif.v", "lif.i", "inp_to_lif.w"]
     ours, ref = both(net, mons, {"inp": spikes(24, 0.03)})
     assert_same(ours, ref)
     assert ours["lif.spikes"].sum() > 50
     change = ours["inp_to_lif.w"][-1] - w0
+    if masked:
+        assert (ref["inp_to_lif.w"][:, ~mask] == 0).all(), "missing synapses must stay 0"
     assert (change > 0.03).any() and (change < -0.03).any(), "learning should move weights both ways"
 
 

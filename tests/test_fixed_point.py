@@ -373,3 +373,22 @@ def test_three_factor_modulated_stdp_through_y2_is_bit_exact_with_lava():
     assert L.strings == {"dw": "2^-4 * y0 * x1 * y2 - 2^-5 * x0 * y1 * y2"}
     w = ours["ff.weights"][:, 0].numpy()
     assert (w[-1].astype(int) - w[0]).max() > 5 and (np.diff(w, axis=0) < 0).any() and ours["out.spikes"].sum() > 100
+
+
+def test_bracket_constants_that_loihi_cannot_hold_are_noted():
+    """Lava's bit-approximate engine adds a float bracket constant and truncates; Loihi 2's constants are
+    integers of W_CONST bits: the fixed-point form says so for each such constant, and not for others."""
+    from neuro import LearningRule, Trace, w, x0, x1, y0, y1
+
+    from hardware.fixed_point import fixed_point_rule
+
+    traces = {"x1": Trace(1.0, 20e-3), "y1": Trace(1.0, 20e-3)}
+    clean = fixed_point_rule(LearningRule(dw=2**-5 * y0 * (x1 - 0.25) - 2**-6 * x0 * y1, traces=traces),
+                             1e-3, weight_unit=64.0, trace_scale=32.0)
+    assert not [n for n in clean.notes if "constant" in n]  # 0.25 * 32 = 8: an integer
+    fractional = fixed_point_rule(LearningRule(dw=2**-5 * y0 * (x1 + 0.3), traces=traces), 1e-3,
+                                  weight_unit=64.0, trace_scale=32.0)
+    assert any("9.6 in integer units" in n and "truncates" in n for n in fractional.notes), fractional.notes
+    wide = fixed_point_rule(LearningRule(dw=2**-1 * y0 * x1 * (8.0 - w), traces=traces), 1e-3,
+                            weight_unit=64.0, trace_scale=32.0)
+    assert any("beyond the 8-bit constants" in n for n in wide.notes), wide.notes
