@@ -25,11 +25,14 @@ Mapping (engine step ``k``, numbered from 1, is Brian2's time ``(k - 1) dt``):
   bounds and keeps ``d`` non-negative. Driven post traces read ``v_post``, ``isyn_post`` or the
   population's third factor (a ``TimedArray``).
 
+* a projection tied to a learning one (:class:`~neuro.graph.Tie`) -> ``Synapses`` whose weights a
+  ``NetworkOperation`` rewrites after every step's learning, as the torch engine copies them (Brian2
+  cannot share weights between synapse groups; runtime targets only, like any network operation).
+
 What it refuses, with the reason (:class:`Brian2ExportError`): learning epochs of more than one step
-(Loihi's multi-step epochs approximate the traces in a way Brian2's synapses do not follow),
+(Loihi's multi-step epochs approximate the traces in a way Brian2's synapses do not follow) and
 operations that compare neurons (``softmax``, ``winner``, ``sum_pre``: a Brian2 synapse reads its own
-pre and post neuron only), and a projection tied to one that learns (Brian2 cannot share weights
-between synapse groups). Brian2 runs one replica: per-replica weights are taken at ``replica``.
+pre and post neuron only). Brian2 runs one replica: per-replica weights are taken at ``replica``.
 
 A product with a factor that may be infinite (a division by a variable, ``exp``, a negative power) is
 clipped to the largest float64 before it is multiplied by its dependency, so that where the dependency
@@ -220,11 +223,6 @@ def _neuron_code(name: str, model, dt: float, gated: bool, third: bool) -> Tuple
 # --- the network ---------------------------------------------------------------------------------------
 def _check(network: Network, rules: Mapping[str, LearningRule], replica: int) -> None:
     for name, proj in network.projections.items():
-        if proj.tie is not None and proj.tie.source in rules:
-            raise Brian2ExportError(
-                f"projection {name!r}: tied to {proj.tie.source!r}, which learns; Brian2 cannot share weights "
-                "between synapse groups (the torch engine copies them after every epoch)"
-            )
         if name in rules:
             rule_code(rules[name], f"projection {name!r}")
             learning_code(rules[name], f"projection {name!r}")
@@ -375,7 +373,28 @@ def to_brian2(
             code[name] += f"\nend: {learn}"
         synapses[name] = syn
         objects.append(syn)
+    for name, proj in network.projections.items():
+        if proj.tie is not None and proj.tie.source in rules:
+            source = network.projections[proj.tie.source]
+            objects.append(b2.NetworkOperation(_tie_copy(synapses[source.name], synapses[name], proj.tie,
+                                                         source.weights.shape[-2:]),
+                                               when="end", order=2, clock=clock, name=f"{name}_tie"))
+            code[name] += f"\nend: w = {proj.tie.scale!r} * {source.name}.w" + ("^T" if proj.tie.transpose else "")
     return Brian2Model(b2.Network(*objects), groups, synapses, network.dt, code)
+
+
+def _tie_copy(source, tied, tie, shape: Tuple[int, int]):
+    """A function that gives ``tied`` the tie of ``source``'s weights: run by the host after each step's
+    learning, as the torch engine copies them (Brian2 cannot share weights between synapse groups)."""
+    s_pre, s_post = np.asarray(source.i), np.asarray(source.j)
+    t_pre, t_post = np.asarray(tied.i), np.asarray(tied.j)
+
+    def copy() -> None:
+        full = np.zeros(shape)
+        full[s_post, s_pre] = np.asarray(source.w[:])
+        tied.w[:] = tie.apply(full)[t_post, t_pre]
+
+    return copy
 
 
 def _set_rule_state(syn, rule: LearningRule, start: Mapping[str, np.ndarray], name: str,

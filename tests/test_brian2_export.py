@@ -238,16 +238,25 @@ def test_refuses_what_a_brian2_synapse_cannot_express(rule, message):
         to_brian2(small(rule), 10, inputs={"inp": spikes(4, steps=10)})
 
 
-def test_refuses_a_tie_to_a_learning_projection():
-    net = Network(dt=DT)
-    net.input("inp", 4)
-    net.population("a", 3, LIF())
-    net.population("b", 4, LIF())
-    net.connect("inp", "a", 0.5, rule=standard_rules.stdp())
-    net.connect("inp", "b", 0.1)
-    net.tied("a", "b", source="inp_to_a")
-    with pytest.raises(Brian2ExportError, match="tied to 'inp_to_a', which learns"):
-        to_brian2(net, 10)
+def test_spiking_predictive_coding_network_matches_the_engine():
+    """The project's spiking PC network: bounded, gated, floored, one-sided-leak LIFs, rate-coded inputs,
+    u-period learning and W^T feedback tied to learning projections (rewritten by the host each step)."""
+    from networks.pc_spiking import SpikingPCConfig, build_spiking
+
+    cfg = SpikingPCConfig(hidden=(6,), steps=16, seed=3)
+    net = build_spiking(10, 3, cfg)
+    rng = np.random.default_rng(16)
+    inputs = {"x0": rng.random(10), "bias": np.ones(1), "y": np.eye(3)[1]}
+    learning = [n for n, p in net.projections.items() if p.rule is not None]
+    ties = [n for n, p in net.projections.items() if p.tie is not None]
+    assert ties, "the network should have W^T feedback"
+    mons = [f"{p}.spikes" for p in net.populations] + [f"{n}.w" for n in learning + ties]
+    ours, ref = both(net, mons, inputs, steps=96)
+    assert_same(ours, ref)
+    spiking = sum(ours[f"{p}.spikes"].sum() for p in net.populations if not p.startswith(("x0", "bias", "y")))
+    assert spiking > 100
+    w = ours[f"{ties[0]}.w"]
+    assert np.abs(w[-1] - w[0]).max() > 1e-4, "the tied feedback should follow the learning weights"
 
 
 @pytest.mark.parametrize(
