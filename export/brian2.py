@@ -31,8 +31,10 @@ Mapping (engine step ``k``, numbered from 1, is Brian2's time ``(k - 1) dt``):
 
 What it refuses, with the reason (:class:`Brian2ExportError`): learning epochs of more than one step
 (Loihi's multi-step epochs approximate the traces in a way Brian2's synapses do not follow) and
-operations that compare neurons (``softmax``, ``winner``, ``sum_pre``: a Brian2 synapse reads its own
-pre and post neuron only). Brian2 runs one replica: per-replica weights are taken at ``replica``.
+operations that compare post neurons (``softmax``, ``winner``: a Brian2 synapse reads its own pre and
+post neuron only; a sum over the pre neurons, ``sum_pre``, is a Brian2 summed variable into the post
+neuron, evaluated at the end of the step before the update). Brian2 runs one replica: per-replica
+weights are taken at ``replica``.
 
 A product with a factor that may be infinite (a division by a variable, ``exp``, a negative power) is
 clipped to the largest float64 before it is multiplied by its dependency, so that where the dependency
@@ -99,8 +101,11 @@ def _names(rule: LearningRule, u_period: int, first_step: int) -> Dict[str, str]
     return names
 
 
-def _code(e: Expr, names: Mapping[str, str], where: str) -> str:
-    """``e`` as a Brian2 expression; ``Param`` ``p`` reads namespace entry ``par_p``."""
+def _code(e: Expr, names: Mapping[str, str], where: str, sums: Optional[Dict[str, str]] = None,
+          prefix: str = "rule") -> str:
+    """``e`` as a Brian2 expression; ``Param`` ``p`` reads namespace entry ``par_p``. A ``sum_pre(...)``
+    becomes a post-neuron variable ``<prefix>_sum<k>`` that a summed variable fills; ``sums`` collects
+    them (name -> the per-synapse expression summed)."""
     if isinstance(e, Var):
         return names[e.name]
     if isinstance(e, Const):
@@ -108,12 +113,17 @@ def _code(e: Expr, names: Mapping[str, str], where: str) -> str:
     if isinstance(e, Param):
         return f"par_{e.name}"
     assert isinstance(e, Op)
+    if e.name == "sum_pre" and sums is not None:
+        summed = _code(e.args[0], names, where)  # the rule language allows x1, x2, w, t, d there, no nesting
+        name = next((k for k, v in sums.items() if v == summed), f"{prefix}_sum{len(sums)}")
+        sums[name] = summed
+        return f"{name}_post"
     if e.name in MIXING_OPS:
         raise Brian2ExportError(
-            f"{where}: {e.name}(...) compares neurons, and a Brian2 synapse reads only its own pre and post "
-            "neuron: run this rule with the torch engine"
+            f"{where}: {e.name}(...) compares post neurons, and a Brian2 synapse reads only its own pre and post "
+            "neuron (sums over pre neurons, sum_pre, are expressed): run this rule with the torch engine"
         )
-    a = [_code(x, names, where) for x in e.args]
+    a = [_code(x, names, where, sums, prefix) for x in e.args]
     infix = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
     if e.name in infix:
         return f"({a[0]} {infix[e.name]} {a[1]})"
@@ -132,9 +142,30 @@ def _code(e: Expr, names: Mapping[str, str], where: str) -> str:
     raise Brian2ExportError(f"{where}: no Brian2 translation of operation {e.name!r}")
 
 
-def rule_code(rule: LearningRule, where: str = "rule") -> Tuple[str, str, str, Dict[str, float]]:
-    """A one-step-epoch rule as Brian2 ``(model equations, on_pre code, on_post code)`` for a
-    ``Synapses`` object, plus the end-of-step learning code's namespace; see :func:`learning_code`."""
+@dataclass(frozen=True)
+class RuleCode:
+    """A one-step-epoch rule as Brian2 code for one ``Synapses`` object.
+
+    ``model``: its equations (weights, tags, per-synapse traces, this step's spike flags, and a summed
+    variable per ``sum_pre``); ``on_pre`` / ``on_post``: trace impulses and flags; ``learn``: the
+    end-of-step update (every target's products from the values before the update, then ``w`` clipped
+    and ``d`` kept non-negative); ``namespace``: parameters (``par_<name>``) and trace time constants
+    (``tau_<trace>``, seconds); ``sums``: the post-neuron variables the summed variables fill.
+    """
+
+    model: str
+    on_pre: str
+    on_post: str
+    learn: str
+    namespace: Dict[str, float]
+    sums: Tuple[str, ...]
+
+
+def rule_code(rule: LearningRule, where: str = "rule", first_step: int = 0, prefix: str = "rule",
+              masked: bool = False) -> RuleCode:
+    """Translate ``rule`` (see :class:`RuleCode`). ``first_step``: the engine's steps before the run
+    (``u``'s period counts from the engine's step 1); ``prefix`` names its ``sum_pre`` variables;
+    ``masked``: the synapses are a mask's (a ``sum_pre`` would then sum fewer pre neurons than the engine)."""
     if rule.t_epoch != 1:
         raise Brian2ExportError(
             f"{where}: rule {rule.name!r} has t_epoch={rule.t_epoch}; the Brian2 export runs one-step epochs "
@@ -155,19 +186,13 @@ def rule_code(rule: LearningRule, where: str = "rule") -> Tuple[str, str, str, D
             namespace[f"tau_{name}"] = trace.tau
         if trace.impulse != 0.0:
             (on_pre if name.startswith("x") else on_post).append(f"{name} += {_number(trace.impulse)}")
-    return "\n".join(lines), "\n".join(on_pre), "\n".join(on_post), namespace
-
-
-def learning_code(rule: LearningRule, where: str = "rule", first_step: int = 0) -> str:
-    """The end-of-step update of a one-step-epoch rule as Brian2 abstract code: every target's
-    products from the values before the update, then ``w`` clipped and ``d`` kept non-negative.
-    ``first_step``: the engine's steps before the run (``u``'s period counts from the engine's step 1)."""
     names = _names(rule, 2**rule.u_exponent, first_step)
+    sums: Dict[str, str] = {}
     increments, updates = [], []
     for target, terms in rule.terms().items():
         parts = []
         for term in terms:
-            factors = [_code(f, names, f"{where}: {target}") for f in term.factors]
+            factors = [_code(f, names, f"{where}: {target}", sums, prefix) for f in term.factors]
             product = " * ".join(factors) if factors else "1.0"
             if any(_may_be_infinite(f) for f in term.factors):
                 product = f"clip({product}, -{_LARGEST}, {_LARGEST})"
@@ -178,14 +203,26 @@ def learning_code(rule: LearningRule, where: str = "rule", first_step: int = 0) 
                         "tag": "tag = tag + delta_tag", "tag2": "tag2 = clip(tag2 + delta_tag2, 0, inf)"}[var])
     if "dw" not in rule.targets():  # the engine clips every weight each epoch, whatever learns
         updates.append(f"w = clip(w, {_number(rule.w_min)}, {_number(rule.w_max)})")
-    return "\n".join(increments + updates + ["pre_now = 0", "post_now = 0"])
+    if sums and masked:
+        raise Brian2ExportError(f"{where}: sum_pre(...) on a masked projection: the engine sums over every pre "
+                                "neuron, a Brian2 summed variable over the existing synapses only")
+    lines += [f"{name}_post = {expr} : 1 (summed)" for name, expr in sums.items()]
+    learn = "\n".join(increments + updates + ["pre_now = 0", "post_now = 0"])
+    return RuleCode("\n".join(lines), "\n".join(on_pre), "\n".join(on_post), learn, namespace, tuple(sums))
+
+
+def learning_code(rule: LearningRule, where: str = "rule", first_step: int = 0) -> str:
+    """The end-of-step update of ``rule`` as Brian2 abstract code (:attr:`RuleCode.learn`)."""
+    return rule_code(rule, where, first_step).learn
 
 
 # --- neurons -------------------------------------------------------------------------------------------
-def _neuron_code(name: str, model, dt: float, gated: bool, third: bool) -> Tuple[str, Dict[str, str], Dict[str, float]]:
-    """``(equations, {"threshold", "reset", "before_groups", "end"}, namespace)`` of a population."""
+def _neuron_code(name: str, model, dt: float, gated: bool, third: bool,
+                 sums: Iterable[str] = ()) -> Tuple[str, Dict[str, str], Dict[str, float]]:
+    """``(equations, {"threshold", "reset", "before_groups", "end"}, namespace)`` of a population;
+    ``sums``: variables that incoming synapses' ``sum_pre`` fill."""
     ns: Dict[str, float] = {}
-    eqs = ["ibuf : 1"] + (["ibufg : 1"] if gated else [])
+    eqs = ["ibuf : 1"] + (["ibufg : 1"] if gated else []) + [f"{v} : 1" for v in sums]
     # a plain variable set each step (not a subexpression): synapses then read it without the TimedArray
     load_third = [f"third = third_{name}(t, i)"] if third else []
     if third:
@@ -224,8 +261,7 @@ def _neuron_code(name: str, model, dt: float, gated: bool, third: bool) -> Tuple
 def _check(network: Network, rules: Mapping[str, LearningRule], replica: int) -> None:
     for name, proj in network.projections.items():
         if name in rules:
-            rule_code(rules[name], f"projection {name!r}")
-            learning_code(rules[name], f"projection {name!r}")
+            rule_code(rules[name], f"projection {name!r}", masked=proj.mask is not None)
         if proj.weights.ndim == 3 and not 0 <= replica < proj.weights.shape[0]:
             raise Brian2ExportError(
                 f"replica {replica}: projection {name!r} has weights for {proj.weights.shape[0]} replicas"
@@ -313,6 +349,11 @@ def to_brian2(
             spikes[name] = _spike_array(values, steps, pops[name].n, name)
     needs_third = _needs_third(network, rules)
     first_step = int(start.get("time_step", 0))
+    codes = {name: rule_code(rule, f"projection {name!r}", first_step, name, network.projections[name].mask is not None)
+             for name, rule in rules.items()}
+    sums_into: Dict[str, List[str]] = {}
+    for name, c in codes.items():
+        sums_into.setdefault(network.projections[name].post, []).extend(c.sums)
     for name, projs in needs_third.items():
         if name not in third_factors:
             raise Brian2ExportError(f"projection(s) {projs} read the third factor of {name!r}: give third_factors[{name!r}]")
@@ -327,7 +368,8 @@ def to_brian2(
             rows, idx = np.nonzero(spikes.get(name, np.zeros((0, pop.n))))
             group = b2.SpikeGeneratorGroup(pop.n, idx, rows * dt, clock=clock, name=f"{name}_brian2")
         else:
-            eqs, c, ns = _neuron_code(name, models[name], network.dt, name in gated_into, name in needs_third)
+            eqs, c, ns = _neuron_code(name, models[name], network.dt, name in gated_into, name in needs_third,
+                                      sums_into.get(name, ()))
             if name in needs_third:
                 values = held_or_sequence(third_factors[name], steps, pop.n, f"third factor for {name!r}", Brian2ExportError)
                 ns[f"third_{name}"] = b2.TimedArray(values, dt=dt)
@@ -354,10 +396,10 @@ def to_brian2(
         objects.append(group)
     for name, proj in network.projections.items():
         target = "ibufg_post" if proj.gated else "ibuf_post"
-        rule = rules.get(name)
+        rule, rc = rules.get(name), codes.get(name)
         model, on_pre, on_post, ns = "w : 1", "", None, {}
-        if rule is not None:
-            model, on_pre, on_post, ns = rule_code(rule, f"projection {name!r}")
+        if rc is not None:
+            model, on_pre, on_post, ns = rc.model, rc.on_pre, rc.on_post, rc.namespace
         on_pre = f"{target} += w" + (f"\n{on_pre}" if on_pre else "")
         syn = b2.Synapses(groups[proj.pre], groups[proj.post], model, on_pre=on_pre, on_post=on_post,
                           method="exact", namespace=_with_units(ns, b2), clock=clock, name=f"{name}_brian2")
@@ -368,9 +410,10 @@ def to_brian2(
         code[name] = "\n".join([model, f"on_pre: {on_pre}", f"on_post: {on_post}"])
         if rule is not None:
             _set_rule_state(syn, rule, start, name, post_idx, pre_idx)
-            learn = learning_code(rule, f"projection {name!r}", first_step)
-            objects.append(syn.run_regularly(learn, when="end", order=1, name=f"{name}_learning"))
-            code[name] += f"\nend: {learn}"
+            for updater in syn.summed_updaters.values():
+                updater.when, updater.order = "end", 1  # sum_pre reads the end of the step, before learning
+            objects.append(syn.run_regularly(rc.learn, when="end", order=2, name=f"{name}_learning"))
+            code[name] += f"\nend: {rc.learn}"
         synapses[name] = syn
         objects.append(syn)
     for name, proj in network.projections.items():
@@ -378,7 +421,7 @@ def to_brian2(
             source = network.projections[proj.tie.source]
             objects.append(b2.NetworkOperation(_tie_copy(synapses[source.name], synapses[name], proj.tie,
                                                          source.weights.shape[-2:]),
-                                               when="end", order=2, clock=clock, name=f"{name}_tie"))
+                                               when="end", order=3, clock=clock, name=f"{name}_tie"))
             code[name] += f"\nend: w = {proj.tie.scale!r} * {source.name}.w" + ("^T" if proj.tie.transpose else "")
     return Brian2Model(b2.Network(*objects), groups, synapses, network.dt, code)
 

@@ -31,6 +31,7 @@ from neuro import (
     sign,
     softmax,
     standard_rules,
+    sum_pre,
     t,
     u,
     w,
@@ -152,7 +153,7 @@ def rich_rule():
     return LearningRule(
         dw=eta * y0 * clamp(x1 - 0.5 * w, -0.2, 0.3) - 0.004 * x0 * maximum(y1, y3) + 0.002 * u * t * y2
         + 0.0005 * x0 * y0 * sign(w - 0.4),
-        dt=0.02 * y0 * x1 - 0.05 * u * t + 0.01 * x0 * abs_(y2) ** 1.5,
+        dt=0.02 * y0 * x1 - 0.05 * u * t + 0.01 * x0 * abs_(y2) ** 1.5 + 0.003 * y0 * sum_pre(x1 * w),
         dd=0.01 * u * minimum(x2, y3) * exp(-w) - 0.001 * y0 * d / (w + 1.0),
         traces={"x1": Trace(1.0, 20e-3), "x2": Trace(0.5, 50e-3), "y1": Trace(1.0, 30e-3),
                 "y2": Trace(driven_by="v"), "y3": Trace(driven_by="i")},
@@ -216,6 +217,42 @@ def test_replica_picks_per_replica_weights():
     assert np.abs(other["inp_to_lif.w"][:, 0].numpy() - ours["inp_to_lif.w"]).max() > 0.1
 
 
+def test_spiking_softhebb_layer_with_its_weight_norm_sum_matches_the_engine():
+    """SoftHebb's adaptive rule, ``eta * y0 * (x1 - y2 * w) * |sum_pre(w * w)**0.5 - 1|**0.5``: the sum over the
+    pre neurons becomes a Brian2 summed variable; Poisson pixels, global inhibition through an IAF neuron,
+    adaptive thresholds."""
+    from networks.softhebb import SoftHebbConfig, SpikingConfig, build_spiking
+
+    spk = SpikingConfig(theta_plus=0.5, tau_theta=50e-3, eta=2.0**-6, v_th=5.0, inhibition=10.0)
+    net = build_spiking(32, SoftHebbConfig(n_neurons=6, seed=1), spk, adaptive=True)
+    assert "sum_pre" in str(net.projections["ff"].rule.dw)
+    image = np.random.default_rng(17).random(32)
+    mons = ["pixels.spikes", "layer1.spikes", "layer1.theta", "inh.spikes", "ff.w"]
+    ours, ref = both(net, mons, {"pixels": image / np.linalg.norm(image) * 6.0}, seed=4, steps=300)
+    assert_same(ours, ref)
+    assert ours["layer1.spikes"].sum() > 20 and ours["inh.spikes"].sum() > 5
+    assert np.abs(ours["ff.w"][-1] - ours["ff.w"][0]).max() > 1e-3
+
+
+def test_mas_importance_gated_stdp_matches_the_engine():
+    from networks.mas import importance_gated
+
+    rule = importance_gated(standard_rules.stdp(a_plus=0.02, a_minus=0.02, w_max=1.0), gamma=0.5)
+    w0 = np.random.default_rng(18).uniform(0.0, 0.8, (6, 20))
+    net = Network(dt=DT)
+    net.input("inp", 20)
+    net.population("lif", 6, LIF())
+    net.connect("inp", "lif", w0, rule=rule)
+    sim = Simulator(net, dtype=torch.float64)
+    sim.syn["inp_to_lif"]["t"] = torch.full_like(sim.syn["inp_to_lif"]["t"], 0.5)  # an earlier task's importance
+    inputs = {"inp": spikes(20, 0.05, seed=19)}
+    mons = ["lif.spikes", "inp_to_lif.w", "inp_to_lif.t", "inp_to_lif.d"]
+    ref = run_brian2(net, T, inputs=inputs, monitors=mons, initial=sim)
+    ours = sim.run(T, inputs={"inp": torch.as_tensor(inputs["inp"])}, monitors=mons)
+    assert_same({m: ours[m][:, 0].numpy() for m in mons}, {m: ref[m][:, 0].numpy() for m in mons})
+    assert ours["inp_to_lif.d"][-1].max() > 0.1, "the current task's importance should accumulate"
+
+
 # --- what Brian2 cannot run, and bad input ----------------------------------------------------------
 def small(rule=None):
     net = Network(dt=DT)
@@ -236,6 +273,18 @@ def small(rule=None):
 def test_refuses_what_a_brian2_synapse_cannot_express(rule, message):
     with pytest.raises(Brian2ExportError, match=message):
         to_brian2(small(rule), 10, inputs={"inp": spikes(4, steps=10)})
+
+
+def test_refuses_a_pre_sum_over_a_mask():
+    net = Network(dt=DT)
+    net.input("inp", 4)
+    net.population("lif", 3, LIF())
+    mask = np.ones((3, 4), dtype=bool)
+    mask[0, 0] = False
+    rule = LearningRule(dw=y0 * sum_pre(w * w) * x1, traces={"x1": Trace(1.0, 0.02)})
+    net.connect("inp", "lif", 0.5 * mask, rule=rule, mask=mask)
+    with pytest.raises(Brian2ExportError, match="masked projection"):
+        to_brian2(net, 10)
 
 
 def test_spiking_predictive_coding_network_matches_the_engine():
