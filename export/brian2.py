@@ -23,18 +23,21 @@ Mapping (engine step ``k``, numbered from 1, is Brian2's time ``(k - 1) dt``):
   flags for this step's pre and post spikes, and one ``run_regularly`` at the end of every step that
   evaluates every product from the values before the update, adds them, clips ``w`` to the rule's
   bounds and keeps ``d`` non-negative. Driven post traces read ``v_post``, ``isyn_post`` or the
-  population's third factor (a ``TimedArray``).
+  population's third factor (a ``TimedArray``). Epochs of ``t_epoch > 1`` steps follow the engine's (and
+  Lava's) learning engine: traces hold their epoch-start value, the last spike's step in the epoch is
+  kept per synapse (``tx``, ``ty``), a second spike in an epoch adds its impulse to the start value, each
+  product reads its traces at its dependency's time, and the update, gated to the epoch's last step,
+  leaves every variable untouched on the other steps. A ``sum_pre(...)`` is a summed variable into the
+  post neuron, evaluated at the end of the step before the update.
 
 * a projection tied to a learning one (:class:`~neuro.graph.Tie`) -> ``Synapses`` whose weights a
   ``NetworkOperation`` rewrites after every step's learning, as the torch engine copies them (Brian2
   cannot share weights between synapse groups; runtime targets only, like any network operation).
 
-What it refuses, with the reason (:class:`Brian2ExportError`): learning epochs of more than one step
-(Loihi's multi-step epochs approximate the traces in a way Brian2's synapses do not follow) and
-operations that compare post neurons (``softmax``, ``winner``: a Brian2 synapse reads its own pre and
-post neuron only; a sum over the pre neurons, ``sum_pre``, is a Brian2 summed variable into the post
-neuron, evaluated at the end of the step before the update). Brian2 runs one replica: per-replica
-weights are taken at ``replica``.
+What it refuses, with the reason (:class:`Brian2ExportError`): operations that compare post neurons
+(``softmax``, ``winner``: a Brian2 synapse reads its own pre and post neuron only) and a ``sum_pre`` over
+a masked projection (the engine sums every pre neuron, a summed variable the existing synapses). Brian2
+runs one replica: per-replica weights are taken at ``replica``.
 
 A product with a factor that may be infinite (a division by a variable, ``exp``, a negative power) is
 clipped to the largest float64 before it is multiplied by its dependency, so that where the dependency
@@ -90,19 +93,48 @@ def _number(value: float) -> str:
     return f"({text})" if value < 0 else text
 
 
-def _names(rule: LearningRule, u_period: int, first_step: int) -> Dict[str, str]:
-    """Brian2 code for each rule variable, read at the end of a one-step epoch of a run whose Brian2
-    step 0 is the engine's step ``first_step + 1``."""
-    names = {"x0": "pre_now", "y0": "post_now", **SYNAPTIC_NAMES}
-    names["u"] = "1.0" if u_period == 1 else f"int((t_in_timesteps + {first_step + 1}) % {u_period} == 0)"
+def _names(rule: LearningRule, dependency: str, first_step: int, dt: float) -> Dict[str, str]:
+    """Brian2 code for each rule variable in a product with ``dependency``, read at the end of the epoch
+    of a run whose Brian2 step 0 is the engine's step ``first_step + 1``.
+
+    One-step epochs: traces are per-synapse variables that decay every step. Longer epochs follow the
+    engine (Lava's learning engine): a trace variable holds its value at the epoch's start, ``tx`` / ``ty``
+    the last spike's step in the epoch (0: none), and a product reads each trace at its dependency's
+    time ``s``: ``start * a**s + impulse * a**(s - t_spike) * [0 < t_spike <= s]``.
+    """
+    T, period = rule.t_epoch, 2**rule.u_exponent
+    epoch = f"((t_in_timesteps + {first_step + 1}) // {T})" if T > 1 else f"(t_in_timesteps + {first_step + 1})"
+    names = dict(SYNAPTIC_NAMES)
+    names["u"] = "1.0" if period == 1 else f"int({epoch} % {period} == 0)"
+    if T == 1:
+        names.update(x0="pre_now", y0="post_now")
+    else:
+        names.update(x0="int(tx > 0)", y0="int(ty > 0)")
+    at = {"x0": "tx", "y0": "ty", "u": str(T)}[dependency]
     driven = {"v": "v_post", "i": "isyn_post", "third_factor": "third_post"}
     for name, trace in rule.traces.items():
-        names[name] = driven[trace.driven_by] if trace.driven_by else name
+        if trace.driven_by:
+            names[name] = driven[trace.driven_by]
+        elif T == 1:
+            names[name] = name
+        else:
+            names[name] = _sampled(name, trace, dt, at)
     return names
 
 
+def _sampled(name: str, trace, dt: float, at: str) -> str:
+    """Trace ``name`` of a multi-step epoch read at within-epoch step ``at`` (see :func:`_names`)."""
+    spike = "tx" if name in PRE_TRACES else "ty"
+    a = trace.decay(dt)
+    value = name if a == 1.0 else f"{name} * {a!r}**{at}"
+    if trace.impulse != 0.0:
+        jump = _number(trace.impulse) if a == 1.0 else f"{_number(trace.impulse)} * {a!r}**({at} - {spike})"
+        value = f"({value} + {jump} * int({spike} > 0 and {spike} <= {at}))"
+    return value
+
+
 def _code(e: Expr, names: Mapping[str, str], where: str, sums: Optional[Dict[str, str]] = None,
-          prefix: str = "rule") -> str:
+          prefix: str = "rule", at_end: Optional[Mapping[str, str]] = None) -> str:
     """``e`` as a Brian2 expression; ``Param`` ``p`` reads namespace entry ``par_p``. A ``sum_pre(...)``
     becomes a post-neuron variable ``<prefix>_sum<k>`` that a summed variable fills; ``sums`` collects
     them (name -> the per-synapse expression summed)."""
@@ -114,7 +146,8 @@ def _code(e: Expr, names: Mapping[str, str], where: str, sums: Optional[Dict[str
         return f"par_{e.name}"
     assert isinstance(e, Op)
     if e.name == "sum_pre" and sums is not None:
-        summed = _code(e.args[0], names, where)  # the rule language allows x1, x2, w, t, d there, no nesting
+        # the rule language allows x1, x2, w, t, d there, no nesting; mixing ops read the epoch's end
+        summed = _code(e.args[0], at_end or names, where)
         name = next((k for k, v in sums.items() if v == summed), f"{prefix}_sum{len(sums)}")
         sums[name] = summed
         return f"{name}_post"
@@ -123,7 +156,7 @@ def _code(e: Expr, names: Mapping[str, str], where: str, sums: Optional[Dict[str
             f"{where}: {e.name}(...) compares post neurons, and a Brian2 synapse reads only its own pre and post "
             "neuron (sums over pre neurons, sum_pre, are expressed): run this rule with the torch engine"
         )
-    a = [_code(x, names, where, sums, prefix) for x in e.args]
+    a = [_code(x, names, where, sums, prefix, at_end) for x in e.args]
     infix = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
     if e.name in infix:
         return f"({a[0]} {infix[e.name]} {a[1]})"
@@ -144,7 +177,7 @@ def _code(e: Expr, names: Mapping[str, str], where: str, sums: Optional[Dict[str
 
 @dataclass(frozen=True)
 class RuleCode:
-    """A one-step-epoch rule as Brian2 code for one ``Synapses`` object.
+    """A rule as Brian2 code for one ``Synapses`` object.
 
     ``model``: its equations (weights, tags, per-synapse traces, this step's spike flags, and a summed
     variable per ``sum_pre``); ``on_pre`` / ``on_post``: trace impulses and flags; ``learn``: the
@@ -161,23 +194,26 @@ class RuleCode:
     sums: Tuple[str, ...]
 
 
-def rule_code(rule: LearningRule, where: str = "rule", first_step: int = 0, prefix: str = "rule",
+def rule_code(rule: LearningRule, dt: float, where: str = "rule", first_step: int = 0, prefix: str = "rule",
               masked: bool = False) -> RuleCode:
-    """Translate ``rule`` (see :class:`RuleCode`). ``first_step``: the engine's steps before the run
-    (``u``'s period counts from the engine's step 1); ``prefix`` names its ``sum_pre`` variables;
-    ``masked``: the synapses are a mask's (a ``sum_pre`` would then sum fewer pre neurons than the engine)."""
-    if rule.t_epoch != 1:
-        raise Brian2ExportError(
-            f"{where}: rule {rule.name!r} has t_epoch={rule.t_epoch}; the Brian2 export runs one-step epochs "
-            "(Loihi's multi-step epochs sample traces from their epoch-start value, which Brian2's synapses "
-            "do not keep)"
-        )
-    lines = ["w : 1", "pre_now : 1", "post_now : 1"]
+    """Translate ``rule`` for steps of ``dt`` seconds (see :class:`RuleCode`). ``first_step``: the engine's
+    steps before the run (epochs and ``u``'s period count from the engine's step 1); ``prefix`` names its
+    ``sum_pre`` variables; ``masked``: the synapses are a mask's (a ``sum_pre`` would then sum fewer pre
+    neurons than the engine)."""
+    T = rule.t_epoch
+    lines = ["w : 1"] + (["pre_now : 1", "post_now : 1"] if T == 1 else ["tx : 1", "ty : 1"])
     lines += [f"{SYNAPTIC_NAMES[v]} : 1" for v in ("t", "d") if rule.uses(v) or f"d{v}" in rule.targets()]
-    on_pre, on_post = ["pre_now = 1"], ["post_now = 1"]
     namespace = {f"par_{k}": v for k, v in rule.params.items()}
+    on_pre, on_post = [], []
     for name, trace in rule.traces.items():
         if trace.driven_by:
+            continue
+        side = on_pre if name in PRE_TRACES else on_post
+        if T > 1:
+            # the epoch-start value; a second spike in the epoch adds its impulse to it (Loihi's approximation)
+            lines.append(f"{name} : 1")
+            if trace.impulse != 0.0:
+                side.append(f"{name} += {_number(trace.impulse)} * int({'tx' if side is on_pre else 'ty'} > 0)")
             continue
         if math.isinf(trace.tau):
             lines.append(f"{name} : 1")
@@ -185,35 +221,54 @@ def rule_code(rule: LearningRule, where: str = "rule", first_step: int = 0, pref
             lines.append(f"d{name}/dt = -{name} / tau_{name} : 1 (clock-driven)")
             namespace[f"tau_{name}"] = trace.tau
         if trace.impulse != 0.0:
-            (on_pre if name.startswith("x") else on_post).append(f"{name} += {_number(trace.impulse)}")
-    names = _names(rule, 2**rule.u_exponent, first_step)
+            side.append(f"{name} += {_number(trace.impulse)}")
+    if T == 1:
+        on_pre.append("pre_now = 1")
+        on_post.append("post_now = 1")
+    else:
+        within = f"((t_in_timesteps + {first_step}) % {T} + 1)"
+        on_pre.append(f"tx = {within}")
+        on_post.append(f"ty = {within}")
     sums: Dict[str, str] = {}
     increments, updates = [], []
     for target, terms in rule.terms().items():
         parts = []
         for term in terms:
-            factors = [_code(f, names, f"{where}: {target}", sums, prefix) for f in term.factors]
+            names = _names(rule, term.dependency, first_step, dt)
+            at_end = _names(rule, "u", first_step, dt)  # what sum_pre reads: the end of the epoch
+            factors = [_code(f, names, f"{where}: {target}", sums, prefix, at_end) for f in term.factors]
             product = " * ".join(factors) if factors else "1.0"
             if any(_may_be_infinite(f) for f in term.factors):
                 product = f"clip({product}, -{_LARGEST}, {_LARGEST})"
             parts.append(f"{_number(term.coef)} * {names[term.dependency]} * {product}")
         var = TARGET_NAMES[target]
         increments.append(f"delta_{var} = " + (" + ".join(parts) if parts else "0.0"))
-        updates.append({"w": f"w = clip(w + delta_w, {_number(rule.w_min)}, {_number(rule.w_max)})",
-                        "tag": "tag = tag + delta_tag", "tag2": "tag2 = clip(tag2 + delta_tag2, 0, inf)"}[var])
+        updates.append({"w": f"clip(w + delta_w, {_number(rule.w_min)}, {_number(rule.w_max)})",
+                        "tag": "tag + delta_tag", "tag2": "clip(tag2 + delta_tag2, 0, inf)"}[var])
+        updates[-1] = (var, updates[-1])
     if "dw" not in rule.targets():  # the engine clips every weight each epoch, whatever learns
-        updates.append(f"w = clip(w, {_number(rule.w_min)}, {_number(rule.w_max)})")
+        updates.append(("w", f"clip(w, {_number(rule.w_min)}, {_number(rule.w_max)})"))
     if sums and masked:
         raise Brian2ExportError(f"{where}: sum_pre(...) on a masked projection: the engine sums over every pre "
                                 "neuron, a Brian2 summed variable over the existing synapses only")
     lines += [f"{name}_post = {expr} : 1 (summed)" for name, expr in sums.items()]
-    learn = "\n".join(increments + updates + ["pre_now = 0", "post_now = 0"])
-    return RuleCode("\n".join(lines), "\n".join(on_pre), "\n".join(on_post), learn, namespace, tuple(sums))
+    if T == 1:
+        learn = increments + [f"{var} = {value}" for var, value in updates] + ["pre_now = 0", "post_now = 0"]
+    else:
+        # Every step runs the code; only an epoch's last step changes anything. x * 1 + y * 0 is x exactly
+        # (y finite), so the end of an epoch gives the engine's values to the last bit.
+        end = f"int((t_in_timesteps + {first_step + 1}) % {T} == 0)"
+        rolled = [(name, _sampled(name, tr, dt, str(T))) for name, tr in rule.traces.items() if not tr.driven_by]
+        learn = ([f"epoch_end = {end}"] + increments
+                 + [f"{var} = ({value}) * epoch_end + {var} * (1 - epoch_end)" for var, value in updates + rolled]
+                 + ["tx = tx * (1 - epoch_end)", "ty = ty * (1 - epoch_end)"])
+    return RuleCode("\n".join(lines), "\n".join(on_pre), "\n".join(on_post), "\n".join(learn), namespace,
+                    tuple(sums))
 
 
-def learning_code(rule: LearningRule, where: str = "rule", first_step: int = 0) -> str:
+def learning_code(rule: LearningRule, dt: float, where: str = "rule", first_step: int = 0) -> str:
     """The end-of-step update of ``rule`` as Brian2 abstract code (:attr:`RuleCode.learn`)."""
-    return rule_code(rule, where, first_step).learn
+    return rule_code(rule, dt, where, first_step).learn
 
 
 # --- neurons -------------------------------------------------------------------------------------------
@@ -261,7 +316,7 @@ def _neuron_code(name: str, model, dt: float, gated: bool, third: bool,
 def _check(network: Network, rules: Mapping[str, LearningRule], replica: int) -> None:
     for name, proj in network.projections.items():
         if name in rules:
-            rule_code(rules[name], f"projection {name!r}", masked=proj.mask is not None)
+            rule_code(rules[name], network.dt, f"projection {name!r}", masked=proj.mask is not None)
         if proj.weights.ndim == 3 and not 0 <= replica < proj.weights.shape[0]:
             raise Brian2ExportError(
                 f"replica {replica}: projection {name!r} has weights for {proj.weights.shape[0]} replicas"
@@ -349,7 +404,8 @@ def to_brian2(
             spikes[name] = _spike_array(values, steps, pops[name].n, name)
     needs_third = _needs_third(network, rules)
     first_step = int(start.get("time_step", 0))
-    codes = {name: rule_code(rule, f"projection {name!r}", first_step, name, network.projections[name].mask is not None)
+    codes = {name: rule_code(rule, network.dt, f"projection {name!r}", first_step, name,
+                             network.projections[name].mask is not None)
              for name, rule in rules.items()}
     sums_into: Dict[str, List[str]] = {}
     for name, c in codes.items():
@@ -448,6 +504,9 @@ def _set_rule_state(syn, rule: LearningRule, start: Mapping[str, np.ndarray], na
     for var, b2_name in (("t", "tag"), ("d", "tag2")):
         if f"synapses/{name}/{var}" in start and hasattr(syn, b2_name):
             setattr(syn, b2_name, start[f"synapses/{name}/{var}"][0][post_idx, pre_idx])
+    if rule.t_epoch > 1:  # last spike steps within an epoch the engine stopped in
+        syn.tx = start[f"plasticity/{name}/tx"][0][pre_idx]
+        syn.ty = start[f"plasticity/{name}/ty"][0][post_idx]
     for trace, tr in rule.traces.items():
         if tr.driven_by:
             continue
