@@ -56,7 +56,7 @@ from neuro import IAF, LIF, InputPopulation, LearningRule, Network, Recording, S
 from neuro.engine import TensorLike
 from neuro.expr import MIXING_OPS, PRE_TRACES, Const, Expr, Op, Param, Var
 from neuro.plasticity import TRACE_INDEX, _may_be_infinite
-from export.inputs import encoded_inputs, held_or_sequence
+from export.runs import continued, encoded_inputs, held_or_sequence
 
 #: Brian2 names of the rule language's synaptic variables (Brian2 reserves ``t`` and ``dt``).
 SYNAPTIC_NAMES = {"w": "w", "t": "tag", "d": "tag2"}
@@ -336,17 +336,13 @@ def _start(network: Network, initial: Optional[Simulator], replica: int) -> Tupl
     """``(models, rules, state)`` to start from: the network's, or where ``initial`` stopped (its models,
     learning flag and rule parameters; ``state`` as :meth:`Simulator.state_dict`, one replica, float64;
     empty without ``initial``)."""
-    models = {n: p.model for n, p in network.populations.items() if not isinstance(p, InputPopulation)}
-    rules = {n: p.rule for n, p in network.projections.items() if p.rule is not None}
+    if initial is not None and initial.network is not network:
+        raise Brian2ExportError("initial: the simulator must simulate this very network")
+    if initial is not None and initial.replicas != 1:
+        raise Brian2ExportError(f"initial: Brian2 runs one replica, the simulator has {initial.replicas}")
+    models, rules = continued(network, initial)
     if initial is None:
         return models, rules, {}
-    if initial.network is not network:
-        raise Brian2ExportError("initial: the simulator must simulate this very network")
-    if initial.replicas != 1:
-        raise Brian2ExportError(f"initial: Brian2 runs one replica, the simulator has {initial.replicas}")
-    models.update(initial.models)
-    rules = {n: r.with_params(**{k: float(v.reshape(-1)[0]) for k, v in initial.params[n].items()})
-             for n, r in rules.items()} if initial.learning else {}
     state = {k: np.asarray(v, dtype=np.float64) for k, v in initial.state_dict().items() if k != "rng_state"}
     return models, rules, state
 

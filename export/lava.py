@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from neuro import IAF, LIF, InputPopulation, Network, Recording, Simulator
-from export.inputs import encoded_inputs, held_or_sequence
+from export.runs import continued, encoded_inputs, held_or_sequence
 from export.loihi_rules import LoihiRule, to_loihi_rule
 from neuro.engine import TensorLike
 
@@ -178,13 +178,8 @@ def run_lava(
     start = _start_state(network, initial)
     # Where the torch run stopped: the models it steps with (Simulator.set_model), whether it learns,
     # and its rule parameters (Simulator.set_param; one replica).
-    models = {n: p.model for n, p in network.populations.items() if not isinstance(p, InputPopulation)}
+    models, rules = continued(network, initial)
     learning = True if initial is None else initial.learning
-    rules = {n: p.rule for n, p in network.projections.items() if p.rule is not None and learning}
-    if initial is not None:
-        models.update(initial.models)
-        rules = {n: r.with_params(**{k: float(v.reshape(-1)[0]) for k, v in initial.params[n].items()})
-                 for n, r in rules.items()}
     if select_tag != "floating_pt":
         for name, m in models.items():
             if _custom_lif(m) is not None:

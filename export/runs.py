@@ -1,16 +1,17 @@
-"""What every exporter that runs a network needs from its inputs: the spikes the torch engine would feed.
+"""What every exporter that runs a network needs: the spikes the torch engine would feed, and what a torch
+run that it continues had changed.
 
 Lava and Brian2 have no encoders of ours, so encoded inputs are drawn here, exactly as
 :class:`neuro.Simulator` draws them, and replayed there as spike trains.
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Type
+from typing import Dict, Mapping, Optional, Tuple, Type
 
 import numpy as np
 import torch
 
-from neuro import InputPopulation, Network, Simulator
+from neuro import InputPopulation, LearningRule, Network, Simulator
 from neuro.engine import TensorLike
 
 
@@ -51,3 +52,18 @@ def held_or_sequence(values: TensorLike, steps: int, n: int, what: str, error: T
     if not np.all(np.isfinite(v)):
         raise error(f"{what}: contains NaN or infinite values")
     return v.copy()
+
+
+def continued(network: Network, initial: Optional[Simulator]) -> Tuple[Dict[str, object], Dict[str, LearningRule]]:
+    """The neuron models and learning rules to run ``network`` with: its own, or those of the simulator
+    ``initial`` whose run is continued (models swapped in with ``set_model``, no rules if its ``learning``
+    is off, rule parameters as ``set_param`` left them, replica 0)."""
+    models = {n: p.model for n, p in network.populations.items() if not isinstance(p, InputPopulation)}
+    rules = {n: p.rule for n, p in network.projections.items() if p.rule is not None}
+    if initial is None:
+        return models, rules
+    models.update(initial.models)
+    if not initial.learning:
+        return models, {}
+    return models, {n: r.with_params(**{k: float(v.reshape(-1)[0]) for k, v in initial.params[n].items()})
+                    for n, r in rules.items()}
