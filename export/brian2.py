@@ -540,6 +540,9 @@ def run_brian2(
     """
     import brian2 as b2
 
+    if target not in ("numpy", "cython"):
+        raise Brian2ExportError(f"target must be Brian2's runtime code generation target 'numpy' or 'cython', "
+                                f"got {target!r} (a NetworkOperation, which tied learning needs, runs on the runtime device only)")
     monitors = list(dict.fromkeys(monitors))
     models, rules, _ = _start(network, initial, replica)
     for m in monitors:

@@ -370,6 +370,8 @@ def test_missing_or_bad_third_factor_and_bad_monitors_are_named():
         run_brian2(net, 10, monitors=["lif.theta"], third_factors={"lif": np.zeros(3)})
     with pytest.raises(Brian2ExportError, match="steps"):
         to_brian2(small(), 0)
+    with pytest.raises(Brian2ExportError, match="'numpy' or 'cython'"):
+        run_brian2(small(), 10, target="cpp_standalone")
 
 
 def test_continues_where_a_simulator_stopped():
