@@ -18,6 +18,7 @@ which is reported on its own) and, with ``--brian-numpy``, on its numpy runtime.
     python benchmarks/w2_ei_network.py            # the full workload (~3 min on 2 cores, Brian2 compiles ~30 s)
     python benchmarks/w2_ei_network.py --quick    # 500 neurons, 50 ms, Brian2's numpy runtime (~20 s)
     python benchmarks/w2_ei_network.py --sweep    # event-driven vs dense cost against the number of spikes
+    python benchmarks/w2_ei_network.py --export-brian2 cython   # also the network compiled by export.brian2
 """
 from __future__ import annotations
 
@@ -142,6 +143,26 @@ def run_brian2(cfg: W2Config, target: str, threads: int) -> Dict[str, object]:
     return brian2_timed_run(net, cfg.duration, workdir, lambda: {"spikes": int(np.sum(mon.count[:]))})
 
 
+def run_exported(cfg: W2Config, target: str) -> Dict[str, object]:
+    """The network as ``export.brian2`` compiles it (``target``: Brian2's ``"numpy"`` or ``"cython"`` runtime),
+    from the same potentials, and neuro's event-driven engine in float64 on it: the exported network should
+    give neuro's spikes exactly, where the hand-written one agrees only in activity."""
+    from export.brian2 import run_brian2
+
+    net = build(cfg)
+    sim = Simulator(net, dtype=torch.float64, event_driven=True)
+    v0 = torch.as_tensor(initial_v(cfg), dtype=torch.float64)
+    sim.state["E"]["v"], sim.state["I"]["v"] = v0[None, : cfg.n_exc].clone(), v0[None, cfg.n_exc:].clone()
+    out: Dict[str, object] = {}
+    seconds = timed(lambda: out.update(run_brian2(net, cfg.steps, monitors=["E.spikes", "I.spikes"], initial=sim,
+                                                  target=target).data))
+    spikes = int(sum(v.sum() for v in out.values()))
+    rec = sim.run(cfg.steps, monitors=["E.spikes", "I.spikes"])
+    same = all(torch.equal(rec[m], out[m]) for m in out)
+    return {"seconds": seconds, "spikes": spikes, "spikes_neuro_float64": int(sum(rec[m].sum() for m in out)),
+            "identical_spike_trains": same}
+
+
 def best_of(run: Callable[[], Dict[str, object]], repeat: int) -> Dict[str, object]:
     """The fastest of ``repeat`` runs, with every run's seconds under ``all_seconds``."""
     results = [run() for _ in range(max(repeat, 1))]
@@ -199,6 +220,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="500 neurons, 5 %% connectivity, 50 ms, Brian2 numpy")
     parser.add_argument("--sweep", action="store_true", help="also measure cost against activity")
     parser.add_argument("--brian-numpy", action="store_true", help="also run Brian2's numpy runtime")
+    parser.add_argument("--export-brian2", choices=("numpy", "cython"),
+                        help="also run the network as export.brian2 compiles it, on this Brian2 runtime target "
+                             "(timed with building and code generation), against neuro in float64")
     parser.add_argument("--dense-duration", type=float, default=0.1,
                         help="network seconds the dense engine runs (its cost per step does not depend on activity)")
     parser.add_argument("--threads", type=int, default=2)
@@ -224,13 +248,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         r = best_of(lambda: run_brian2(cfg, target, threads), args.repeat if target == "cpp_standalone" else 1)
         label = f"Brian2 {target} (CPU)" if target == "numpy" else f"Brian2 cpp_standalone (CPU, {threads} OpenMP thread{'s' * (threads > 1)})"
         rows.append({"simulator": label, "simulated_s": cfg.duration, "us_per_step": 1e6 * r["seconds"] / cfg.steps, **r})
+    if args.export_brian2:
+        r = run_exported(cfg, args.export_brian2)
+        rows.append({"simulator": f"Brian2 {args.export_brian2}, exported by neuro (CPU)", "simulated_s": cfg.duration,
+                     "us_per_step": 1e6 * r["seconds"] / cfg.steps, **r})
     event = rows[0]["us_per_step"]
     for r in rows:
         r["time / neuro event-driven"] = ratio(r["us_per_step"], event)
     print(f"W2: {cfg.n_exc}+{cfg.n_inh} LIF, p = {cfg.p}, STDP on E synapses, dt = {cfg.dt * 1e3:g} ms, "
           f"{cfg.duration:g} s = {cfg.steps} steps; {device_line(args.device, args.threads)}")
     print(table(rows, ["simulator", "simulated_s", "seconds", "us_per_step", "time / neuro event-driven", "spikes",
-                       "compile_seconds"]))
+                       "compile_seconds"] + (["spikes_neuro_float64", "identical_spike_trains"] if args.export_brian2 else [])))
     payload = {"config": asdict(cfg), "rows": rows, "device": device_line(args.device, args.threads),
                "versions": versions(["torch", "norse", "brian2", "numpy"]), "argv": sys.argv[1:]}
     if args.sweep:

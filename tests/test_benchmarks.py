@@ -176,8 +176,11 @@ def test_w1_graph_rows_run_the_same_simulation(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # brian2 2.9 on pyparsing 3.3
 def test_w2_ei_network_benchmark_quick(tmp_path, capsys):
-    assert _load("w2_ei_network").main(["--quick", "--repeat", "2", "--out", str(tmp_path)]) == 0
+    assert _load("w2_ei_network").main(["--quick", "--repeat", "2", "--export-brian2", "numpy",
+                                        "--out", str(tmp_path)]) == 0
     rows = {r["simulator"]: r for r in json.loads((tmp_path / "w2.json").read_text())["rows"]}
+    exported = rows["Brian2 numpy, exported by neuro (CPU)"]
+    assert exported["identical_spike_trains"] and exported["spikes"] == exported["spikes_neuro_float64"] > 100
     event, dense, brian = rows["neuro, event-driven (cpu)"], rows["neuro, dense (cpu)"], rows["Brian2 numpy (CPU)"]
     assert dense["spikes"] > 100 and abs(event["spikes"] - dense["spikes"]) <= 0.05 * dense["spikes"]
     # Brian2 runs the same network (float64 against float32): the same activity.
