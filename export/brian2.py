@@ -272,10 +272,11 @@ def learning_code(rule: LearningRule, dt: float, where: str = "rule", first_step
 
 
 # --- neurons -------------------------------------------------------------------------------------------
-def _neuron_code(name: str, model, dt: float, gated: bool, third: bool,
-                 sums: Iterable[str] = ()) -> Tuple[str, Dict[str, str], Dict[str, float]]:
+def _neuron_code(name: str, model, dt: float, gated: bool, third: bool, sums: Iterable[str] = (),
+                 theta: bool = False) -> Tuple[str, Dict[str, str], Dict[str, float]]:
     """``(equations, {"threshold", "reset", "before_groups", "end"}, namespace)`` of a population;
-    ``sums``: variables that incoming synapses' ``sum_pre`` fill."""
+    ``sums``: variables that incoming synapses' ``sum_pre`` fill; ``theta``: the threshold has an
+    adaptation to add, even where ``theta_plus`` is 0 (a run continued after the adaptation was frozen)."""
     ns: Dict[str, float] = {}
     eqs = ["ibuf : 1"] + (["ibufg : 1"] if gated else []) + [f"{v} : 1" for v in sums]
     # a plain variable set each step (not a subexpression): synapses then read it without the TimedArray
@@ -300,11 +301,14 @@ def _neuron_code(name: str, model, dt: float, gated: bool, third: bool,
     threshold = "v > v_th"
     reset = ["v = v - (v_th - v_reset)" if m.subtract_reset else "v = v_reset"]
     end = []
-    if m.theta_plus > 0:
-        eqs += ["theta : 1", "fired : 1"]
-        ns.update(theta_plus=m.theta_plus, theta_decay=1.0 if math.isinf(m.tau_theta) else math.exp(-dt / m.tau_theta))
+    if m.theta_plus > 0 or theta:
+        eqs += ["theta : 1"]
         threshold = "v > v_th + theta"
-        reset = ["v = v - (v_th + theta - v_reset)" if m.subtract_reset else "v = v_reset", "fired = 1"]
+        reset = ["v = v - (v_th + theta - v_reset)" if m.subtract_reset else "v = v_reset"]
+    if m.theta_plus > 0:  # the engine moves theta only then
+        eqs += ["fired : 1"]
+        ns.update(theta_plus=m.theta_plus, theta_decay=1.0 if math.isinf(m.tau_theta) else math.exp(-dt / m.tau_theta))
+        reset.append("fired = 1")
         end += ["theta = theta * theta_decay + theta_plus * fired", "fired = 0"]
     if not math.isinf(m.v_min):
         end.append(f"v = clip(v, {_number(m.v_min)}, inf)")
@@ -420,8 +424,9 @@ def to_brian2(
             rows, idx = np.nonzero(spikes.get(name, np.zeros((0, pop.n))))
             group = b2.SpikeGeneratorGroup(pop.n, idx, rows * dt, clock=clock, name=f"{name}_brian2")
         else:
+            held_theta = bool(np.any(start.get(f"neurons/{name}/theta", 0.0) != 0))
             eqs, c, ns = _neuron_code(name, models[name], network.dt, name in gated_into, name in needs_third,
-                                      sums_into.get(name, ()))
+                                      sums_into.get(name, ()), held_theta)
             if name in needs_third:
                 values = held_or_sequence(third_factors[name], steps, pop.n, f"third factor for {name!r}", Brian2ExportError)
                 ns[f"third_{name}"] = b2.TimedArray(values, dt=dt)
@@ -430,7 +435,7 @@ def to_brian2(
             fresh = models[name].initial_state((1, pop.n), torch.zeros((), dtype=torch.float64))
             for var in fresh:
                 value = start.get(f"neurons/{name}/{var}", fresh[var].numpy())[0]
-                if var != "theta" or models[name].theta_plus > 0:
+                if var != "theta" or models[name].theta_plus > 0 or held_theta:
                     setattr(group, _MONITORED[var], value)
             # the input the engine has buffered for the next step
             buffers = {"ibuf": np.zeros(pop.n), "ibufg": np.zeros(pop.n)}
@@ -544,7 +549,7 @@ def run_brian2(
         raise Brian2ExportError(f"target must be Brian2's runtime code generation target 'numpy' or 'cython', "
                                 f"got {target!r} (a NetworkOperation, which tied learning needs, runs on the runtime device only)")
     monitors = list(dict.fromkeys(monitors))
-    models, rules, _ = _start(network, initial, replica)
+    models, rules, start = _start(network, initial, replica)
     for m in monitors:
         obj, _, var = m.partition(".")
         is_pop = obj in network.populations and not isinstance(network.populations.get(obj), InputPopulation)
@@ -555,7 +560,8 @@ def run_brian2(
                                     "pop.theta, proj.w, proj.t and proj.d")
         if var == "i" and isinstance(models[obj], IAF):
             raise Brian2ExportError(f"monitor {m!r}: an IAF neuron has no current")
-        if var == "theta" and (isinstance(models[obj], IAF) or models[obj].theta_plus == 0):
+        if var == "theta" and (isinstance(models[obj], IAF) or (
+                models[obj].theta_plus == 0 and not np.any(start.get(f"neurons/{obj}/theta", 0.0) != 0))):
             raise Brian2ExportError(f"monitor {m!r}: the neurons of {obj!r} have no adaptive threshold "
                                     "(theta_plus = 0)")
         if var in ("t", "d"):

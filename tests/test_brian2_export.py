@@ -403,6 +403,25 @@ def test_continues_where_a_simulator_stopped():
     assert np.abs(fresh["inp_to_lif.w"].numpy() - ours["inp_to_lif.w"].numpy()).max() > 1e-3
 
 
+def test_a_frozen_threshold_adaptation_keeps_its_value():
+    """A run continued after ``set_model`` froze the adaptation (theta_plus 0): the threshold still holds
+    what the adaptation reached, in the engine and in Brian2."""
+    net = Network(dt=DT)
+    net.input("inp", 20)
+    net.population("lif", 6, LIF(theta_plus=0.3, tau_theta=math.inf))
+    net.connect("inp", "lif", np.random.default_rng(22).uniform(0.0, 0.9, (6, 20)))
+    inputs = spikes(20, 0.08, seed=23)
+    sim = Simulator(net, dtype=torch.float64)
+    sim.run(200, inputs={"inp": torch.as_tensor(inputs[:200])})
+    assert sim.state["lif"]["theta"].max() > 0.5
+    sim.set_model("lif", LIF(theta_plus=0.0))
+    mons = ["lif.spikes", "lif.theta"]
+    ref = run_brian2(net, 300, inputs={"inp": inputs[200:]}, monitors=mons, initial=sim)
+    ours = sim.run(300, inputs={"inp": torch.as_tensor(inputs[200:])}, monitors=mons)
+    assert ours["lif.spikes"].sum() > 10
+    assert torch.equal(ours["lif.spikes"], ref["lif.spikes"]) and torch.equal(ours["lif.theta"], ref["lif.theta"])
+
+
 def test_initial_must_be_one_replica_of_this_network():
     net = small(standard_rules.stdp())
     with pytest.raises(Brian2ExportError, match="one replica"):
