@@ -11,12 +11,15 @@ Mapping (engine step ``k``, numbered from 1, is Brian2's time ``(k - 1) dt``):
 
 * an input population -> ``SpikeGeneratorGroup`` replaying its spikes (encoded inputs drawn exactly as
   :class:`neuro.Simulator` draws them for the same seed);
-* a population -> ``NeuronGroup``. Synapses add to a buffer ``ibuf`` (``ibufg`` for gated
-  projections), which the group takes in at the start of the next step, before its state update:
-  the engine's one-step synaptic buffer. :class:`~neuro.LIF` integrates ``v`` and ``isyn`` (Brian2
-  reserves ``i``) by forward Euler, as Norse does; the current's bounds, gate and one-sided leak, the
-  subtractive reset, the membrane floor and the adaptive threshold are all expressed.
-  :class:`~neuro.IAF` adds its input to ``v``;
+* a population -> ``NeuronGroup``. Each projection adds to its own buffer ``ibuf_<projection>`` in
+  the post group, which takes the buffers in at the next step, summed in the network's order as the
+  engine sums them: the engine's one-step synaptic buffer. :class:`~neuro.LIF` updates ``v`` and
+  ``isyn`` (Brian2 reserves ``i``) with Norse's operations written out one temporary at a time (Brian2
+  would reorder the terms of one expression, and a spike at a threshold tie would then flip); the
+  current's bounds, gate and one-sided leak, the subtractive reset, the membrane floor and the adaptive
+  threshold are all expressed. :class:`~neuro.IAF` adds its input to ``v``. What still differs from the
+  engine is the order in which one projection's synapses are summed (BLAS in a dense step, spike order
+  in Brian2 and in the engine's event-driven step): ~1e-16, and a spike exactly at threshold may flip;
 * a projection -> ``Synapses`` with the existing synapses only (a mask's), ``on_pre`` adding ``w``
   to the post buffer with the weight before this step's learning;
 * a rule -> per-synapse traces (``exact`` exponential decay each step, the impulse on a spike),
@@ -36,18 +39,21 @@ Mapping (engine step ``k``, numbered from 1, is Brian2's time ``(k - 1) dt``):
 
 What it refuses, with the reason (:class:`Brian2ExportError`): operations that compare post neurons
 (``softmax``, ``winner``: a Brian2 synapse reads its own pre and post neuron only) and a ``sum_pre`` over
-a masked projection (the engine sums every pre neuron, a summed variable the existing synapses). Brian2
+a masked projection unless each of its products has the factor ``w`` (the engine sums every pre neuron, a
+summed variable the existing synapses). Brian2
 runs one replica: per-replica weights are taken at ``replica``.
 
-A product with a factor that may be infinite (a division by a variable, ``exp``, a negative power) is
-clipped to the largest float64 before it is multiplied by its dependency, so that where the dependency
-is 0 it gives 0 as in the engine, not Brian2's ``0 * inf = NaN``.
+A product with a factor that may be infinite or NaN where its dependency is 0 (a division by a variable,
+``exp``, a negative power) goes through ``vanish(dependency, product)``, a Brian2 function that gives 0
+there whatever the product is, as the engine's ``where`` does (``0 * inf`` would be NaN).
+Names that Brian2 cannot take (non-ASCII, a leading ``_``) become ``pop<k>`` / ``proj<k>`` / ``par<k>``.
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -56,13 +62,13 @@ from neuro import IAF, LIF, InputPopulation, LearningRule, Network, Recording, S
 from neuro.engine import TensorLike
 from neuro.expr import MIXING_OPS, PRE_TRACES, Const, Expr, Op, Param, Var
 from neuro.plasticity import TRACE_INDEX, _may_be_infinite
+from neuro.rule import _expand
 from export.runs import continued, encoded_inputs, held_or_sequence
 
 #: Brian2 names of the rule language's synaptic variables (Brian2 reserves ``t`` and ``dt``).
 SYNAPTIC_NAMES = {"w": "w", "t": "tag", "d": "tag2"}
 #: Brian2 names of the learning targets' per-step increments.
 TARGET_NAMES = {"dw": "w", "dt": "tag", "dd": "tag2"}
-_LARGEST = repr(float(np.finfo(np.float64).max))
 
 
 class Brian2ExportError(ValueError):
@@ -128,7 +134,8 @@ def _sampled(name: str, trace, dt: float, at: str) -> str:
     a = trace.decay(dt)
     value = name if a == 1.0 else f"{name} * {a!r}**{at}"
     if trace.impulse != 0.0:
-        jump = _number(trace.impulse) if a == 1.0 else f"{_number(trace.impulse)} * {a!r}**({at} - {spike})"
+        # the exponent clipped at 0 as the engine's table index is: a**(negative) may overflow, and * 0 is NaN
+        jump = _number(trace.impulse) if a == 1.0 else f"{_number(trace.impulse)} * {a!r}**clip({at} - {spike}, 0, inf)"
         value = f"({value} + {jump} * int({spike} > 0 and {spike} <= {at}))"
     return value
 
@@ -143,7 +150,7 @@ def _code(e: Expr, names: Mapping[str, str], where: str, sums: Optional[Dict[str
     if isinstance(e, Const):
         return _number(e.value)
     if isinstance(e, Param):
-        return f"par_{e.name}"
+        return names["$" + e.name]
     assert isinstance(e, Op)
     if e.name == "sum_pre" and sums is not None:
         # the rule language allows x1, x2, w, t, d there, no nesting; mixing ops read the epoch's end
@@ -203,7 +210,9 @@ def rule_code(rule: LearningRule, dt: float, where: str = "rule", first_step: in
     T = rule.t_epoch
     lines = ["w : 1"] + (["pre_now : 1", "post_now : 1"] if T == 1 else ["tx : 1", "ty : 1"])
     lines += [f"{SYNAPTIC_NAMES[v]} : 1" for v in ("t", "d") if rule.uses(v) or f"d{v}" in rule.targets()]
-    namespace = {f"par_{k}": v for k, v in rule.params.items()}
+    # Brian2 names are ASCII: a parameter named, say, "eta" is par_eta, one named in Greek par<k>
+    params = {p: f"par_{p}" if p.isascii() else f"par{k}" for k, p in enumerate(rule.params)}
+    namespace = {params[k]: v for k, v in rule.params.items()}
     on_pre, on_post = [], []
     for name, trace in rule.traces.items():
         if trace.driven_by:
@@ -234,13 +243,14 @@ def rule_code(rule: LearningRule, dt: float, where: str = "rule", first_step: in
     for target, terms in rule.terms().items():
         parts = []
         for term in terms:
-            names = _names(rule, term.dependency, first_step, dt)
-            at_end = _names(rule, "u", first_step, dt)  # what sum_pre reads: the end of the epoch
+            names = {**_names(rule, term.dependency, first_step, dt), **{"$" + k: v for k, v in params.items()}}
+            at_end = {**_names(rule, "u", first_step, dt), **{"$" + k: v for k, v in params.items()}}  # sum_pre: the epoch's end
             factors = [_code(f, names, f"{where}: {target}", sums, prefix, at_end) for f in term.factors]
             product = " * ".join(factors) if factors else "1.0"
             if any(_may_be_infinite(f) for f in term.factors):
-                product = f"clip({product}, -{_LARGEST}, {_LARGEST})"
-            parts.append(f"{_number(term.coef)} * {names[term.dependency]} * {product}")
+                parts.append(f"{_number(term.coef)} * vanish({names[term.dependency]}, {product})")
+            else:
+                parts.append(f"{_number(term.coef)} * {names[term.dependency]} * {product}")
         var = TARGET_NAMES[target]
         increments.append(f"delta_{var} = " + (" + ".join(parts) if parts else "0.0"))
         updates.append({"w": f"clip(w + delta_w, {_number(rule.w_min)}, {_number(rule.w_max)})",
@@ -248,9 +258,14 @@ def rule_code(rule: LearningRule, dt: float, where: str = "rule", first_step: in
         updates[-1] = (var, updates[-1])
     if "dw" not in rule.targets():  # the engine clips every weight each epoch, whatever learns
         updates.append(("w", f"clip(w, {_number(rule.w_min)}, {_number(rule.w_max)})"))
-    if sums and masked:
-        raise Brian2ExportError(f"{where}: sum_pre(...) on a masked projection: the engine sums over every pre "
-                                "neuron, a Brian2 summed variable over the existing synapses only")
+    if masked:
+        for expr in rule.targets().values():
+            for node in expr.walk():
+                if isinstance(node, Op) and node.name == "sum_pre" and not _zero_off_mask(node.args[0]):
+                    raise Brian2ExportError(
+                        f"{where}: {node} on a masked projection: the engine sums over every pre neuron, a Brian2 "
+                        "summed variable over the existing synapses only; they agree where every product of the "
+                        "sum has the factor w (0 off the mask)")
     lines += [f"{name}_post = {expr} : 1 (summed)" for name, expr in sums.items()]
     if T == 1:
         learn = increments + [f"{var} = {value}" for var, value in updates] + ["pre_now = 0", "post_now = 0"]
@@ -266,45 +281,69 @@ def rule_code(rule: LearningRule, dt: float, where: str = "rule", first_step: in
                     tuple(sums))
 
 
+def _zero_off_mask(e: Expr) -> bool:
+    """Whether ``e`` is 0 at a missing synapse (``w = 0`` there): every product has a plain factor ``w``
+    and no factor that could be infinite."""
+    return all(any(isinstance(f, Var) and f.name == "w" for f in fs) and not any(_may_be_infinite(f) for f in fs)
+               for _, fs in _expand(e))
+
+
 def learning_code(rule: LearningRule, dt: float, where: str = "rule", first_step: int = 0) -> str:
     """The end-of-step update of ``rule`` as Brian2 abstract code (:attr:`RuleCode.learn`)."""
     return rule_code(rule, dt, where, first_step).learn
 
 
 # --- neurons -------------------------------------------------------------------------------------------
-def _neuron_code(name: str, model, dt: float, gated: bool, third: bool, sums: Iterable[str] = (),
-                 theta: bool = False) -> Tuple[str, Dict[str, str], Dict[str, float]]:
-    """``(equations, {"threshold", "reset", "before_groups", "end"}, namespace)`` of a population;
-    ``sums``: variables that incoming synapses' ``sum_pre`` fill; ``theta``: the threshold has an
-    adaptation to add, even where ``theta_plus`` is 0 (a run continued after the adaptation was frozen)."""
+def _neuron_code(name: str, model, dt: float, buffers: Sequence[str], gated: Sequence[str], third: bool,
+                 sums: Iterable[str] = (), theta: bool = False) -> Tuple[str, Dict[str, str], Dict[str, float]]:
+    """``(equations, {"threshold", "reset", "before_groups", "groups", "end"}, namespace)`` of a population.
+
+    ``buffers`` / ``gated``: the post variables its incoming (gated) projections add to, in the
+    network's order, which is the order the engine sums them in; ``sums``: variables that incoming
+    synapses' ``sum_pre`` fill; ``theta``: the threshold has an adaptation to add, even where
+    ``theta_plus`` is 0 (a run continued after the adaptation was frozen). The state update is Norse's
+    sequence of operations, written out (not Brian2's Euler integrator), so that it rounds as the engine's.
+    """
     ns: Dict[str, float] = {}
-    eqs = ["ibuf : 1"] + (["ibufg : 1"] if gated else []) + [f"{v} : 1" for v in sums]
+    eqs = [f"{b} : 1" for b in list(buffers) + list(gated)] + [f"{v} : 1" for v in sums]
     # a plain variable set each step (not a subexpression): synapses then read it without the TimedArray
     load_third = [f"third = third_{name}(t, i)"] if third else []
     if third:
         eqs.append("third : 1")
+    # Sums built one temporary at a time: Brian2 (sympy) reorders the terms of one expression, and the
+    # engine adds the projections' buffers in the network's order.
+    summed = _ordered_sum("cur", buffers)
+    c = "cur" if buffers else "0.0"
+    clear = [f"{b} = 0" for b in list(buffers) + list(gated)]
     if isinstance(model, IAF):
         ns.update(v_th=model.v_th, v_reset=model.v_reset)
-        code = {"threshold": "v > v_th", "reset": "v = v_reset", "before_groups": "\n".join(["v = v + ibuf", "ibuf = 0"] + load_third), "end": ""}
+        code = {"threshold": "v > v_th", "reset": "v = v_reset", "before_groups": "\n".join(load_third),
+                "groups": "\n".join(summed + [f"v = v + {c}"] + clear), "end": ""}
         return "\n".join(["v : 1"] + eqs), code, ns
     m: LIF = model
-    ns.update(tau_mem=m.tau_mem, tau_syn=m.tau_syn, v_th=m.v_th, v_reset=m.v_reset, v_leak=m.v_leak)
-    leak = {"both": "", "positive": " * int(isyn > 0)", "negative": " * int(isyn < 0)"}.get(m.syn_leak)
-    eqs = ["dv/dt = (v_leak - v + isyn) / tau_mem : 1",
-           "isyn : 1" if m.syn_leak == "none" else f"disyn/dt = -isyn / tau_syn{leak} : 1"] + eqs
-    current = "isyn + ibuf"
+    ns.update(dt_tau_mem=dt * (1.0 / m.tau_mem), dt_tau_syn=dt * (1.0 / m.tau_syn), v_th=m.v_th,
+              v_reset=m.v_reset, v_leak=m.v_leak)
+    eqs = ["v : 1", "isyn : 1"] + eqs
     if gated:
-        current += f" + ibufg * int(isyn > {_number(m.gate_min)} and isyn < {_number(m.gate_max)})"
-    if m.bounded:
-        current = f"clip({current}, {_number(m.i_min)}, {_number(m.i_max)})"
-    before = [f"isyn = {current}", "ibuf = 0"] + (["ibufg = 0"] if gated else []) + load_third
+        summed += _ordered_sum("gsum", gated)
+        summed += [f"gin = gsum * int(isyn > {_number(m.gate_min)} and isyn < {_number(m.gate_max)})",
+                   f"cur = {c} + gin"]
+        c = "cur"
+    if m.bounded:  # as the engine: the input is cut to what keeps the current inside, then added
+        summed += [f"inside = clip(isyn + {c}, {_number(m.i_min)}, {_number(m.i_max)})", "cut = inside - isyn"]
+        c = "cut"
+    held = {"both": "", "positive": " * int(isyn > 0)", "negative": " * int(isyn < 0)"}.get(m.syn_leak)
+    groups = summed + [f"isyn = isyn + {c}", "vgap = v_leak - v", "drive = vgap + isyn", "dv = dt_tau_mem * drive",
+                       "v = v + dv"]
+    if m.syn_leak != "none":
+        groups += ["di = (-dt_tau_syn) * isyn", f"isyn = isyn + di{held}"]
     threshold = "v > v_th"
     reset = ["v = v - (v_th - v_reset)" if m.subtract_reset else "v = v_reset"]
     end = []
     if m.theta_plus > 0 or theta:
         eqs += ["theta : 1"]
         threshold = "v > v_th + theta"
-        reset = ["v = v - (v_th + theta - v_reset)" if m.subtract_reset else "v = v_reset"]
+        reset = ["v = v - ((v_th + theta) - v_reset)" if m.subtract_reset else "v = v_reset"]
     if m.theta_plus > 0:  # the engine moves theta only then
         eqs += ["fired : 1"]
         ns.update(theta_plus=m.theta_plus, theta_decay=1.0 if math.isinf(m.tau_theta) else math.exp(-dt / m.tau_theta))
@@ -312,12 +351,15 @@ def _neuron_code(name: str, model, dt: float, gated: bool, third: bool, sums: It
         end += ["theta = theta * theta_decay + theta_plus * fired", "fired = 0"]
     if not math.isinf(m.v_min):
         end.append(f"v = clip(v, {_number(m.v_min)}, inf)")
-    code = {"threshold": threshold, "reset": "\n".join(reset), "before_groups": "\n".join(before), "end": "\n".join(end)}
+    code = {"threshold": threshold, "reset": "\n".join(reset), "before_groups": "\n".join(load_third),
+            "groups": "\n".join(groups + clear), "end": "\n".join(end)}
     return "\n".join(eqs), code, ns
 
 
 # --- the network ---------------------------------------------------------------------------------------
 def _check(network: Network, rules: Mapping[str, LearningRule], replica: int) -> None:
+    if isinstance(replica, bool) or not isinstance(replica, (int, np.integer)):
+        raise Brian2ExportError(f"replica must be an integer, got {replica!r}")
     for name, proj in network.projections.items():
         if name in rules:
             rule_code(rules[name], network.dt, f"projection {name!r}", masked=proj.mask is not None)
@@ -395,7 +437,10 @@ def to_brian2(
         raise Brian2ExportError(f"inputs or third factors for unknown population(s) {sorted(unknown)}; have {sorted(pops)}")
     encoded = {k: v for k, v in inputs.items() if getattr(pops[k], "encoder", None) is not None}
     generator = None if initial is None else initial.generator.get_state()
-    spikes = encoded_inputs(network, steps, encoded, seed, generator) if encoded else {}
+    try:
+        spikes = encoded_inputs(network, steps, encoded, seed, generator) if encoded else {}
+    except ValueError as e:  # the engine's message, e.g. a shape
+        raise Brian2ExportError(str(e)) from None
     spikes = {k: v for k, v in spikes.items() if k in encoded}
     for name, values in inputs.items():
         if not isinstance(pops[name], InputPopulation):
@@ -404,7 +449,8 @@ def to_brian2(
             spikes[name] = _spike_array(values, steps, pops[name].n, name)
     needs_third = _needs_third(network, rules)
     first_step = int(start.get("time_step", 0))
-    codes = {name: rule_code(rule, network.dt, f"projection {name!r}", first_step, name,
+    names = _brian2_names(network)
+    codes = {name: rule_code(rule, network.dt, f"projection {name!r}", first_step, names[name],
                              network.projections[name].mask is not None)
              for name, rule in rules.items()}
     sums_into: Dict[str, List[str]] = {}
@@ -413,74 +459,128 @@ def to_brian2(
     for name, projs in needs_third.items():
         if name not in third_factors:
             raise Brian2ExportError(f"projection(s) {projs} read the third factor of {name!r}: give third_factors[{name!r}]")
+    third_factors = {name: held_or_sequence(v, steps, pops[name].n, f"third factor for {name!r}", Brian2ExportError)
+                     for name, v in third_factors.items()}
 
     dt = network.dt * b2.second
     clock = b2.Clock(dt)  # one clock: every object's slots interleave in one schedule
     groups, synapses, code = {}, {}, {}
     objects: List[object] = []
-    gated_into = {p.post for p in network.projections.values() if p.gated}
+    into: Dict[str, Tuple[List[str], List[str]]] = {p: ([], []) for p in pops}
+    for name, proj in network.projections.items():  # one input buffer per projection, summed in this order
+        into[proj.post][1 if proj.gated else 0].append(f"ibuf_{names[name]}")
     for name, pop in pops.items():
         if isinstance(pop, InputPopulation):
             rows, idx = np.nonzero(spikes.get(name, np.zeros((0, pop.n))))
-            group = b2.SpikeGeneratorGroup(pop.n, idx, rows * dt, clock=clock, name=f"{name}_brian2")
+            group = b2.SpikeGeneratorGroup(pop.n, idx, rows * dt, clock=clock, name=f"{names[name]}_brian2")
         else:
             held_theta = bool(np.any(start.get(f"neurons/{name}/theta", 0.0) != 0))
-            eqs, c, ns = _neuron_code(name, models[name], network.dt, name in gated_into, name in needs_third,
+            eqs, c, ns = _neuron_code(names[name], models[name], network.dt, *into[name], name in needs_third,
                                       sums_into.get(name, ()), held_theta)
             if name in needs_third:
-                values = held_or_sequence(third_factors[name], steps, pop.n, f"third factor for {name!r}", Brian2ExportError)
-                ns[f"third_{name}"] = b2.TimedArray(values, dt=dt)
+                ns[f"third_{names[name]}"] = b2.TimedArray(third_factors[name], dt=dt)
             group = b2.NeuronGroup(pop.n, eqs, threshold=c["threshold"], reset=c["reset"], method="euler",
-                                   namespace=_with_units(ns, b2), clock=clock, name=f"{name}_brian2")
+                                   namespace=_with_units(ns, b2), clock=clock, name=f"{names[name]}_brian2")
             fresh = models[name].initial_state((1, pop.n), torch.zeros((), dtype=torch.float64))
             for var in fresh:
                 value = start.get(f"neurons/{name}/{var}", fresh[var].numpy())[0]
                 if var != "theta" or models[name].theta_plus > 0 or held_theta:
                     setattr(group, _MONITORED[var], value)
-            # the input the engine has buffered for the next step
-            buffers = {"ibuf": np.zeros(pop.n), "ibufg": np.zeros(pop.n)}
-            for proj in network.incoming(name):
-                buffers["ibufg" if proj.gated else "ibuf"] += start.get(f"buffers/{proj.name}", np.zeros((1, pop.n)))[0]
-            group.ibuf = buffers["ibuf"]
-            if name in gated_into:
-                group.ibufg = buffers["ibufg"]
-            objects.append(group.run_regularly(c["before_groups"], when="before_groups", name=f"{name}_input"))
-            if c["end"]:
-                objects.append(group.run_regularly(c["end"], when="end", order=0, name=f"{name}_end"))
-            code[name] = "\n".join([eqs, f"threshold: {c['threshold']}", f"reset: {c['reset']}",
-                                    f"before_groups: {c['before_groups']}", f"end: {c['end']}"])
+            for proj in network.incoming(name):  # the input the engine has buffered for the next step
+                if f"buffers/{proj.name}" in start:
+                    setattr(group, f"ibuf_{names[proj.name]}", start[f"buffers/{proj.name}"][0])
+            for when in ("before_groups", "groups", "end"):
+                if c[when]:
+                    objects.append(group.run_regularly(c[when], when=when, order=0, name=f"{names[name]}_{when}"))
+            code[name] = "\n".join([eqs] + [f"{k}: {v}" for k, v in c.items()])
         groups[name] = group
         objects.append(group)
     for name, proj in network.projections.items():
-        target = "ibufg_post" if proj.gated else "ibuf_post"
+        if proj.mask is not None and not proj.mask.any():
+            continue  # no synapse: nothing to build (Brian2 cannot prepare an empty pathway); its w reads 0
         rule, rc = rules.get(name), codes.get(name)
-        model, on_pre, on_post, ns = "w : 1", "", None, {}
+        model, on_pre, on_post, ns = _kept_tags(proj.rule), "", None, {}
         if rc is not None:
-            model, on_pre, on_post, ns = rc.model, rc.on_pre, rc.on_post, rc.namespace
-        on_pre = f"{target} += w" + (f"\n{on_pre}" if on_pre else "")
+            model, on_pre, on_post, ns = rc.model, rc.on_pre, rc.on_post, dict(rc.namespace)
+        if "vanish(" in (rc.learn if rc is not None else ""):
+            ns["vanish"] = _vanish_function()
+        on_pre = f"ibuf_{names[name]}_post += w" + (f"\n{on_pre}" if on_pre else "")
         syn = b2.Synapses(groups[proj.pre], groups[proj.post], model, on_pre=on_pre, on_post=on_post,
-                          method="exact", namespace=_with_units(ns, b2), clock=clock, name=f"{name}_brian2")
+                          method="exact", namespace=_with_units(ns, b2), clock=clock, name=f"{names[name]}_brian2")
         w = proj.weights if proj.weights.ndim == 2 else proj.weights[replica]
         post_idx, pre_idx = np.nonzero(proj.mask) if proj.mask is not None else np.nonzero(np.ones_like(w, dtype=bool))
         syn.connect(i=pre_idx, j=post_idx)
         syn.w = start[f"synapses/{name}/w"][0][post_idx, pre_idx] if start else w[post_idx, pre_idx]
+        for var, b2_name in (("t", "tag"), ("d", "tag2")):  # a rule that does not learn now keeps its tags
+            if rule is None and f"synapses/{name}/{var}" in start and b2_name in syn.variables:
+                setattr(syn, b2_name, start[f"synapses/{name}/{var}"][0][post_idx, pre_idx])
         code[name] = "\n".join([model, f"on_pre: {on_pre}", f"on_post: {on_post}"])
         if rule is not None:
             _set_rule_state(syn, rule, start, name, post_idx, pre_idx)
             for updater in syn.summed_updaters.values():
                 updater.when, updater.order = "end", 1  # sum_pre reads the end of the step, before learning
-            objects.append(syn.run_regularly(rc.learn, when="end", order=2, name=f"{name}_learning"))
+            objects.append(syn.run_regularly(rc.learn, when="end", order=2, name=f"{names[name]}_learning"))
             code[name] += f"\nend: {rc.learn}"
         synapses[name] = syn
         objects.append(syn)
     for name, proj in network.projections.items():
-        if proj.tie is not None and proj.tie.source in rules:
+        if proj.tie is not None and proj.tie.source in rules and proj.tie.source in synapses:
             source = network.projections[proj.tie.source]
             objects.append(b2.NetworkOperation(_tie_copy(synapses[source.name], synapses[name], proj.tie,
                                                          source.weights.shape[-2:]),
-                                               when="end", order=3, clock=clock, name=f"{name}_tie"))
+                                               when="end", order=3, clock=clock, name=f"{names[name]}_tie"))
             code[name] += f"\nend: w = {proj.tie.scale!r} * {source.name}.w" + ("^T" if proj.tie.transpose else "")
     return Brian2Model(b2.Network(*objects), groups, synapses, network.dt, code)
+
+
+def _ordered_sum(name: str, terms: Sequence[str]) -> List[str]:
+    """Statements that leave ``terms[0] + terms[1] + ...``, added left to right, in temporary ``name``."""
+    if not terms:
+        return []
+    lines = [f"{name} = {terms[0]}"]
+    lines += [f"{name} = {name} + {t}" for t in terms[1:]]
+    return lines
+
+
+def _brian2_names(network: Network) -> Dict[str, str]:
+    """A Brian2-safe name for each population and projection: its own where it is an ASCII identifier
+    that does not start with ``_`` (Brian2 reserves those), else ``pop<k>`` / ``proj<k>``."""
+    out = {}
+    for kind, items in (("pop", network.populations), ("proj", network.projections)):
+        for k, name in enumerate(items):
+            out[name] = name if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) else f"{kind}{k}"
+    return out
+
+
+def _kept_tags(rule: Optional[LearningRule]) -> str:
+    """Equations of a projection that does not learn now: its weight, and the tags its rule has."""
+    lines = ["w : 1"]
+    if rule is not None:
+        lines += [f"{SYNAPTIC_NAMES[v]} : 1" for v in ("t", "d") if rule.uses(v) or f"d{v}" in rule.targets()]
+    return "\n".join(lines)
+
+
+_VANISH = None
+
+
+def _vanish_function():
+    """Brian2 function ``vanish(dep, value)``: ``dep * value`` where ``dep`` is not 0, else 0 even where
+    ``value`` is infinite or NaN (the engine's meaning of a dependency; ``0 * inf`` would be NaN)."""
+    global _VANISH
+    if _VANISH is None:
+        import brian2 as b2
+
+        @b2.implementation("cython", """
+        cdef double vanish(double dep, double value):
+            return dep * value if dep != 0 else 0.0
+        """)
+        @b2.check_units(dep=1, value=1, result=1)
+        def vanish(dep, value):
+            with np.errstate(invalid="ignore", over="ignore"):
+                return np.where(dep != 0, dep * value, 0.0)
+
+        _VANISH = vanish
+    return _VANISH
 
 
 def _tie_copy(source, tied, tie, shape: Tuple[int, int]):
@@ -565,7 +665,7 @@ def run_brian2(
             raise Brian2ExportError(f"monitor {m!r}: the neurons of {obj!r} have no adaptive threshold "
                                     "(theta_plus = 0)")
         if var in ("t", "d"):
-            rule = rules.get(obj)
+            rule = network.projections[obj].rule  # a rule that does not learn now still holds its tags
             if rule is None or not (rule.uses(var) or f"d{var}" in rule.targets()):
                 raise Brian2ExportError(f"monitor {m!r}: {obj!r} has no {var!r} (its rule neither reads nor learns it)")
     old_target, old_dtype = b2.prefs.codegen.target, b2.prefs.core.default_float_dtype
@@ -577,13 +677,18 @@ def run_brian2(
             obj, _, var = m.partition(".")
             if var == "spikes":
                 probe = b2.SpikeMonitor(model.groups[obj])
+            elif obj in network.projections and obj not in model.synapses:
+                probes[m] = (None, var)
+                continue
             else:
                 owner = model.groups.get(obj) or model.synapses[obj]
                 # when="end", after the neurons' and the rules' end-of-step code: the state after the step
                 probe = b2.StateMonitor(owner, _MONITORED[var], record=True, when="end", order=10)
             probes[m] = (probe, var)
             model.net.add(probe)
-        model.net.run(steps * network.dt * b2.second, namespace={})
+        # 0/0 and x/0 where a dependency is 0 are expected (vanish() drops them), as torch does, silently
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            model.net.run(steps * network.dt * b2.second, namespace={})
     finally:
         b2.prefs.codegen.target, b2.prefs.core.default_float_dtype = old_target, old_dtype
     data = {}
@@ -595,6 +700,8 @@ def run_brian2(
             out[rows, np.asarray(probe.i)] = 1.0
         elif obj in model.groups:
             out = np.asarray(getattr(probe, _MONITORED[var])).T
+        elif probe is None:  # a projection without synapses
+            out = np.zeros((steps,) + network.projections[obj].weights.shape[-2:])
         else:
             proj = network.projections[obj]
             syn = model.synapses[obj]

@@ -305,16 +305,59 @@ def test_refuses_what_a_brian2_synapse_cannot_express(rule, message):
         to_brian2(small(rule), 10, inputs={"inp": spikes(4, steps=10)})
 
 
-def test_refuses_a_pre_sum_over_a_mask():
+def masked_net(rule):
     net = Network(dt=DT)
-    net.input("inp", 4)
-    net.population("lif", 3, LIF())
-    mask = np.ones((3, 4), dtype=bool)
-    mask[0, 0] = False
-    rule = LearningRule(dw=y0 * sum_pre(w * w) * x1, traces={"x1": Trace(1.0, 0.02)})
-    net.connect("inp", "lif", 0.5 * mask, rule=rule, mask=mask)
+    net.input("inp", 12)
+    net.population("lif", 4, LIF())
+    mask = random_mask(4, 12, 0.6, seed=24)
+    net.connect("inp", "lif", np.random.default_rng(25).uniform(0.2, 0.9, (4, 12)) * mask, rule=rule, mask=mask)
+    return net
+
+
+def test_a_pre_sum_over_a_mask_runs_where_missing_synapses_add_nothing():
+    traces = {"x1": Trace(1.0, 0.02)}
+    net = masked_net(LearningRule(dw=0.01 * y0 * x1 * sum_pre(w * w + x1 * w) - 0.01 * x0 * y1, w_min=0.0, w_max=1.0,
+                                  traces={**traces, "y1": Trace(1.0, 0.02)}))
+    ours, ref = both(net, ["lif.spikes", "inp_to_lif.w"], {"inp": spikes(12, 0.1, seed=26)})
+    assert_same(ours, ref)
+    assert np.abs(ours["inp_to_lif.w"][-1] - ours["inp_to_lif.w"][0]).max() > 0.01
     with pytest.raises(Brian2ExportError, match="masked projection"):
-        to_brian2(net, 10)
+        to_brian2(masked_net(LearningRule(dw=y0 * sum_pre(w + x1) * x1, traces=traces)), 10)
+
+
+def test_what_the_review_found():
+    """A ratio of traces (0/0 where nobody spiked), an update infinite where it applies, a short trace in a
+    long epoch (a**negative), three projections summed in the engine's order onto an IAF at its threshold,
+    a projection without synapses, names Brian2 reserves or cannot spell."""
+    traces = {"x1": Trace(1.0, 0.02), "y1": Trace(1.0, 0.02)}
+    for rule in (LearningRule(dw=0.01 * y0 * x1 / (x1 + y1), traces=traces),
+                 LearningRule(dt=0.5 * y0 / w, dw=0.01 * y0 * x1, traces=traces),
+                 standard_rules.stdp(tau_plus=1e-5, tau_minus=1e-5, t_epoch=10)):
+        net = Network(dt=DT)
+        net.input("inp", 6)
+        net.population("lif", 3, LIF())
+        w0 = np.full((3, 6), 0.6)
+        w0[0, 0] = 0.0
+        net.connect("inp", "lif", w0, rule=rule)
+        mons = ["lif.spikes", "inp_to_lif.w"] + (["inp_to_lif.t"] if rule.dt is not None else [])
+        ours, ref = both(net, mons, {"inp": spikes(6, 0.15, seed=27, steps=200)}, steps=200)
+        assert not np.isnan(ref["inp_to_lif.w"]).any()
+        assert ours["lif.spikes"].sum() > 5
+        np.testing.assert_array_equal(ours["lif.spikes"], ref["lif.spikes"])
+        for m in mons[1:]:  # an infinite tag is infinite in both
+            np.testing.assert_allclose(ref[m], ours[m], rtol=1e-12, atol=1e-12)
+    net = Network(dt=DT)
+    for p in ("pz", "pm", "pa"):
+        net.input(p, 1)
+    net.population("ñ", 1, IAF(v_th=0.6))
+    for p, name, weight in (("pz", "z", 0.1), ("pm", "m", 0.2), ("pa", "a", 0.3)):
+        net.connect(p, "ñ", np.array([[weight]]), name=name)  # (0.1 + 0.2) + 0.3 > 0.6 = (0.3 + 0.2) + 0.1
+    net.connect("pz", "ñ", np.zeros((1, 1)), mask=np.zeros((1, 1), dtype=bool), name="_empty")
+    one = np.zeros((3, 1))
+    one[0] = 1
+    ours, ref = both(net, ["ñ.spikes", "_empty.w"], {"pz": one, "pm": one, "pa": one}, steps=3)
+    assert ours["ñ.spikes"].sum() == 1
+    assert_same(ours, ref)
 
 
 def test_spiking_predictive_coding_network_matches_the_engine():
