@@ -1,9 +1,11 @@
-"""Learn on-line in the torch engine, move the network to Lava, keep learning there.
+"""Learn on-line in the torch engine, move the network to Lava, keep learning there (and in Brian2).
 
 One rule, written once, runs first in torch (fast, batched, GPU-ready), then on
 Lava's Loihi 2 simulator, which continues from the exact state torch stopped in
-(weights, traces, membrane potentials, in-flight spikes, input generator). A
-torch run of the same continuation is drawn beside it: the curves coincide.
+(weights, traces, membrane potentials, in-flight spikes, input generator). Brian2,
+the independent reference simulator, continues from the same state through
+``export.brian2``, and a torch run of the same continuation is drawn beside both:
+the curves coincide.
 
     python examples/torch_then_lava.py [--out out/examples/torch_then_lava]
 """
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from neuro import LIF, LearningRule, Network, PoissonEncoder, Simulator, Trace, load, save, w, x0, x1, y0, y1
+from export.brian2 import run_brian2
 from export.lava import run_lava
 from export.loihi_rules import to_loihi_strings
 
@@ -50,6 +53,7 @@ def main(out: Path) -> dict:
     save(out / "model.h5", sim)
 
     lava = run_lava(net, STEPS, {"inp": rates}, monitors=["ff.w", "out.spikes"], initial=sim)
+    brian = run_brian2(net, STEPS, {"inp": rates}, monitors=["ff.w", "out.spikes"], initial=sim)
     twin = load(out / "model.h5", dtype=torch.float64)  # the same state, continued in torch
     twin_rec = twin.run(STEPS, {"inp": rates}, monitors=["ff.w", "out.spikes"])
 
@@ -57,6 +61,9 @@ def main(out: Path) -> dict:
     w_lava, w_twin = lava["ff.w"][:, 0].numpy(), twin_rec["ff.w"][:, 0].numpy()
     max_diff = float(np.abs(w_lava - w_twin).max())
     spike_mismatch = int(np.abs(lava["out.spikes"].numpy() - twin_rec["out.spikes"].numpy()).sum())
+    w_brian = brian["ff.w"][:, 0].numpy()
+    brian_diff = float(np.abs(w_brian - w_twin).max())
+    brian_mismatch = int(np.abs(brian["out.spikes"].numpy() - twin_rec["out.spikes"].numpy()).sum())
 
     import matplotlib
 
@@ -71,19 +78,23 @@ def main(out: Path) -> dict:
         color = f"C{k}"
         ax.plot(t1, w_torch[:, i, j], color=color, lw=1.5, label=f"w[{i},{j}] torch" if k == 0 else None)
         ax.plot(t2, w_lava[:, i, j], color=color, lw=3, alpha=0.4, label="Lava (Loihi 2 sim)" if k == 0 else None)
+        ax.plot(t2[::50], w_brian[::50, i, j], color=color, ls="none", marker="o", ms=3,
+                label="Brian2 (export.brian2)" if k == 0 else None)
         ax.plot(t2, w_twin[:, i, j], color=color, lw=1, ls="--", label="torch, same continuation" if k == 0 else None)
     ax.axvline(STEPS * net.dt, color="gray", ls=":")
-    ax.text(STEPS * net.dt, ax.get_ylim()[1], " exported to Lava", va="top", color="gray")
+    ax.text(STEPS * net.dt, ax.get_ylim()[1], " exported to Lava and Brian2", va="top", color="gray")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("weight")
-    ax.set_title(f"one rule, two back-ends: max |w_Lava - w_torch| = {max_diff:.1e}")
+    ax.set_title(f"one rule, three back-ends: max |w - w_torch| Lava {max_diff:.1e}, Brian2 {brian_diff:.1e}")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "weights_torch_then_lava.png", dpi=100)
     plt.close(fig)
     print(f"Lava continued {STEPS} steps: {spike_mismatch} spike mismatches, max weight difference {max_diff:.2e}")
+    print(f"Brian2 continued {STEPS} steps: {brian_mismatch} spike mismatches, max weight difference {brian_diff:.2e}")
     print(f"wrote {out / 'weights_torch_then_lava.png'}")
-    return {"max_weight_difference": max_diff, "spike_mismatches": spike_mismatch}
+    return {"max_weight_difference": max_diff, "spike_mismatches": spike_mismatch,
+            "brian2_max_weight_difference": brian_diff, "brian2_spike_mismatches": brian_mismatch}
 
 
 if __name__ == "__main__":

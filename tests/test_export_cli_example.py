@@ -11,6 +11,8 @@ from export.nir import NIRExportWarning, PlasticityNotExportedWarning  # noqa: E
 from neuro.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# brian2 2.9 calls pyparsing's camelCase API, which pyparsing 3.3 deprecates (noise, not ours).
+pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*:DeprecationWarning")
 
 
 def load_example(name):
@@ -31,6 +33,7 @@ def test_example_lava_continues_the_torch_run_exactly(example_out):
     out, results = example_out
     assert results["spike_mismatches"] == 0
     assert results["max_weight_difference"] < 1e-9
+    assert results["brian2_spike_mismatches"] == 0 and results["brian2_max_weight_difference"] < 1e-9
     png = (out / "weights_torch_then_lava.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
 
@@ -91,8 +94,6 @@ def test_neuro_export_problems_are_one_line_errors_and_nir_options_are_offered(t
         assert problem in err and "Traceback" not in err
 
 
-# brian2 2.9 calls pyparsing's camelCase API, which pyparsing 3.3 deprecates (noise, not ours).
-@pytest.mark.filterwarnings("ignore:.*deprecated.*:DeprecationWarning")
 def test_neuro_export_to_brian2_reports_agreement(example_out, capsys):
     pytest.importorskip("brian2")
     out, _ = example_out
