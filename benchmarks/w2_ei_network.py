@@ -83,6 +83,13 @@ def initial_v(cfg: W2Config) -> np.ndarray:
     return np.random.default_rng(cfg.seed + 10).random(cfg.n_exc + cfg.n_inh)
 
 
+def set_initial_v(sim: Simulator, cfg: W2Config) -> None:
+    """Start ``sim``'s E and I membranes at :func:`initial_v`."""
+    v0 = torch.as_tensor(initial_v(cfg), dtype=sim.dtype, device=sim.device)
+    sim.state["E"]["v"] = v0[None, : cfg.n_exc].clone()
+    sim.state["I"]["v"] = v0[None, cfg.n_exc:].clone()
+
+
 def build(cfg: W2Config) -> Network:
     lif = LIF(tau_mem=cfg.tau_mem, tau_syn=cfg.tau_syn, v_th=1.0, v_reset=0.0, v_leak=cfg.v_leak)
     rule = stdp(a_plus=cfg.a_plus, a_minus=cfg.a_minus, tau_plus=cfg.tau_stdp, tau_minus=cfg.tau_stdp,
@@ -109,9 +116,7 @@ def run_neuro(cfg: W2Config, mode: str, device: str = "cpu", progress: bool = Tr
     start = time.perf_counter()
     sim = Simulator(net, device=device, **MODES[mode])
     compile_seconds = time.perf_counter() - start if mode == "native" else None
-    v0 = torch.as_tensor(initial_v(cfg), dtype=sim.dtype, device=sim.device)
-    sim.state["E"]["v"] = v0[None, : cfg.n_exc].clone()
-    sim.state["I"]["v"] = v0[None, cfg.n_exc:].clone()
+    set_initial_v(sim, cfg)
     rec = {}
     seconds = timed(lambda: rec.update(sim.run(cfg.steps, monitors=["E.count", "I.count"], every=cfg.steps,
                                                progress=progress).data), device)
@@ -151,8 +156,7 @@ def run_exported(cfg: W2Config, target: str) -> Dict[str, object]:
 
     net = build(cfg)
     sim = Simulator(net, dtype=torch.float64, event_driven=True)
-    v0 = torch.as_tensor(initial_v(cfg), dtype=torch.float64)
-    sim.state["E"]["v"], sim.state["I"]["v"] = v0[None, : cfg.n_exc].clone(), v0[None, cfg.n_exc:].clone()
+    set_initial_v(sim, cfg)
     out: Dict[str, object] = {}
     seconds = timed(lambda: out.update(run_brian2(net, cfg.steps, monitors=["E.spikes", "I.spikes"], initial=sim,
                                                   target=target).data))

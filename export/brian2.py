@@ -208,8 +208,7 @@ def rule_code(rule: LearningRule, dt: float, where: str = "rule", first_step: in
     ``sum_pre`` variables; ``masked``: the synapses are a mask's (a ``sum_pre`` would then sum fewer pre
     neurons than the engine)."""
     T = rule.t_epoch
-    lines = ["w : 1"] + (["pre_now : 1", "post_now : 1"] if T == 1 else ["tx : 1", "ty : 1"])
-    lines += [f"{SYNAPTIC_NAMES[v]} : 1" for v in ("t", "d") if rule.uses(v) or f"d{v}" in rule.targets()]
+    lines = [_kept_tags(rule)] + (["pre_now : 1", "post_now : 1"] if T == 1 else ["tx : 1", "ty : 1"])
     # Brian2 names are ASCII: a parameter named, say, "eta" is par_eta, one named in Greek par<k>
     params = {p: f"par_{p}" if p.isascii() else f"par{k}" for k, p in enumerate(rule.params)}
     namespace = {params[k]: v for k, v in rule.params.items()}
@@ -240,11 +239,13 @@ def rule_code(rule: LearningRule, dt: float, where: str = "rule", first_step: in
         on_post.append(f"ty = {within}")
     sums: Dict[str, str] = {}
     increments, updates = [], []
+    by_dependency = {dep: {**_names(rule, dep, first_step, dt), **{"$" + k: v for k, v in params.items()}}
+                     for dep in ("x0", "y0", "u")}
+    at_end = by_dependency["u"]  # what sum_pre reads: the epoch's end
     for target, terms in rule.terms().items():
         parts = []
         for term in terms:
-            names = {**_names(rule, term.dependency, first_step, dt), **{"$" + k: v for k, v in params.items()}}
-            at_end = {**_names(rule, "u", first_step, dt), **{"$" + k: v for k, v in params.items()}}  # sum_pre: the epoch's end
+            names = by_dependency[term.dependency]
             factors = [_code(f, names, f"{where}: {target}", sums, prefix, at_end) for f in term.factors]
             product = " * ".join(factors) if factors else "1.0"
             if any(_may_be_infinite(f) for f in term.factors):
@@ -253,9 +254,8 @@ def rule_code(rule: LearningRule, dt: float, where: str = "rule", first_step: in
                 parts.append(f"{_number(term.coef)} * {names[term.dependency]} * {product}")
         var = TARGET_NAMES[target]
         increments.append(f"delta_{var} = " + (" + ".join(parts) if parts else "0.0"))
-        updates.append({"w": f"clip(w + delta_w, {_number(rule.w_min)}, {_number(rule.w_max)})",
-                        "tag": "tag + delta_tag", "tag2": "clip(tag2 + delta_tag2, 0, inf)"}[var])
-        updates[-1] = (var, updates[-1])
+        updates.append((var, {"w": f"clip(w + delta_w, {_number(rule.w_min)}, {_number(rule.w_max)})",
+                              "tag": "tag + delta_tag", "tag2": "clip(tag2 + delta_tag2, 0, inf)"}[var]))
     if "dw" not in rule.targets():  # the engine clips every weight each epoch, whatever learns
         updates.append(("w", f"clip(w, {_number(rule.w_min)}, {_number(rule.w_max)})"))
     if masked:
@@ -288,20 +288,22 @@ def _zero_off_mask(e: Expr) -> bool:
                for _, fs in _expand(e))
 
 
-def learning_code(rule: LearningRule, dt: float, where: str = "rule", first_step: int = 0) -> str:
-    """The end-of-step update of ``rule`` as Brian2 abstract code (:attr:`RuleCode.learn`)."""
-    return rule_code(rule, dt, where, first_step).learn
-
-
 # --- neurons -------------------------------------------------------------------------------------------
+def _has_theta(model, theta: Optional[np.ndarray]) -> bool:
+    """Whether ``model``'s threshold has an adaptation to add: it adapts (``theta_plus > 0``), or a run
+    continued after :meth:`~neuro.Simulator.set_model` froze it holds a ``theta`` (the engine adds theta
+    whatever ``theta_plus`` is)."""
+    return isinstance(model, LIF) and (model.theta_plus > 0 or (theta is not None and bool(np.any(theta != 0))))
+
+
 def _neuron_code(name: str, model, dt: float, buffers: Sequence[str], gated: Sequence[str], third: bool,
                  sums: Iterable[str] = (), theta: bool = False) -> Tuple[str, Dict[str, str], Dict[str, float]]:
     """``(equations, {"threshold", "reset", "before_groups", "groups", "end"}, namespace)`` of a population.
 
     ``buffers`` / ``gated``: the post variables its incoming (gated) projections add to, in the
     network's order, which is the order the engine sums them in; ``sums``: variables that incoming
-    synapses' ``sum_pre`` fill; ``theta``: the threshold has an adaptation to add, even where
-    ``theta_plus`` is 0 (a run continued after the adaptation was frozen). The state update is Norse's
+    synapses' ``sum_pre`` fill; ``theta``: the threshold has an adaptation to add (:func:`_has_theta`).
+    The state update is Norse's
     sequence of operations, written out (not Brian2's Euler integrator), so that it rounds as the engine's.
     """
     ns: Dict[str, float] = {}
@@ -340,7 +342,7 @@ def _neuron_code(name: str, model, dt: float, buffers: Sequence[str], gated: Seq
     threshold = "v > v_th"
     reset = ["v = v - (v_th - v_reset)" if m.subtract_reset else "v = v_reset"]
     end = []
-    if m.theta_plus > 0 or theta:
+    if theta:
         eqs += ["theta : 1"]
         threshold = "v > v_th + theta"
         reset = ["v = v - ((v_th + theta) - v_reset)" if m.subtract_reset else "v = v_reset"]
@@ -357,12 +359,10 @@ def _neuron_code(name: str, model, dt: float, buffers: Sequence[str], gated: Seq
 
 
 # --- the network ---------------------------------------------------------------------------------------
-def _check(network: Network, rules: Mapping[str, LearningRule], replica: int) -> None:
+def _check(network: Network, replica: int) -> None:
     if isinstance(replica, bool) or not isinstance(replica, (int, np.integer)):
         raise Brian2ExportError(f"replica must be an integer, got {replica!r}")
     for name, proj in network.projections.items():
-        if name in rules:
-            rule_code(rules[name], network.dt, f"projection {name!r}", masked=proj.mask is not None)
         if proj.weights.ndim == 3 and not 0 <= replica < proj.weights.shape[0]:
             raise Brian2ExportError(
                 f"replica {replica}: projection {name!r} has weights for {proj.weights.shape[0]} replicas"
@@ -378,14 +378,18 @@ def _needs_third(network: Network, rules: Mapping[str, LearningRule]) -> Dict[st
     return out
 
 
-def _start(network: Network, initial: Optional[Simulator], replica: int) -> Tuple[Dict, Dict, Dict[str, np.ndarray]]:
-    """``(models, rules, state)`` to start from: the network's, or where ``initial`` stopped (its models,
-    learning flag and rule parameters; ``state`` as :meth:`Simulator.state_dict`, one replica, float64;
-    empty without ``initial``)."""
+def _check_initial(network: Network, initial: Optional[Simulator]) -> None:
     if initial is not None and initial.network is not network:
         raise Brian2ExportError("initial: the simulator must simulate this very network")
     if initial is not None and initial.replicas != 1:
         raise Brian2ExportError(f"initial: Brian2 runs one replica, the simulator has {initial.replicas}")
+
+
+def _start(network: Network, initial: Optional[Simulator]) -> Tuple[Dict, Dict, Dict[str, np.ndarray]]:
+    """``(models, rules, state)`` to start from: the network's, or where ``initial`` stopped (its models,
+    learning flag and rule parameters; ``state`` as :meth:`Simulator.state_dict`, one replica, float64;
+    empty without ``initial``)."""
+    _check_initial(network, initial)
     models, rules = continued(network, initial)
     if initial is None:
         return models, rules, {}
@@ -427,8 +431,13 @@ def to_brian2(
     if isinstance(steps, bool) or int(steps) != steps or steps < 1:
         raise Brian2ExportError(f"steps must be a positive integer, got {steps!r}")
     steps = int(steps)
-    models, rules, start = _start(network, initial, replica)
-    _check(network, rules, replica)
+    models, rules, start = _start(network, initial)
+    _check(network, replica)
+    first_step = int(start.get("time_step", 0))
+    names = _brian2_names(network)
+    codes = {name: rule_code(rule, network.dt, f"projection {name!r}", first_step, names[name],
+                             network.projections[name].mask is not None)
+             for name, rule in rules.items()}
     inputs = dict(inputs or {})
     third_factors = dict(third_factors or {})
     pops = network.populations
@@ -448,11 +457,6 @@ def to_brian2(
         if name not in spikes:
             spikes[name] = _spike_array(values, steps, pops[name].n, name)
     needs_third = _needs_third(network, rules)
-    first_step = int(start.get("time_step", 0))
-    names = _brian2_names(network)
-    codes = {name: rule_code(rule, network.dt, f"projection {name!r}", first_step, names[name],
-                             network.projections[name].mask is not None)
-             for name, rule in rules.items()}
     sums_into: Dict[str, List[str]] = {}
     for name, c in codes.items():
         sums_into.setdefault(network.projections[name].post, []).extend(c.sums)
@@ -474,9 +478,9 @@ def to_brian2(
             rows, idx = np.nonzero(spikes.get(name, np.zeros((0, pop.n))))
             group = b2.SpikeGeneratorGroup(pop.n, idx, rows * dt, clock=clock, name=f"{names[name]}_brian2")
         else:
-            held_theta = bool(np.any(start.get(f"neurons/{name}/theta", 0.0) != 0))
+            theta = _has_theta(models[name], start.get(f"neurons/{name}/theta"))
             eqs, c, ns = _neuron_code(names[name], models[name], network.dt, *into[name], name in needs_third,
-                                      sums_into.get(name, ()), held_theta)
+                                      sums_into.get(name, ()), theta)
             if name in needs_third:
                 ns[f"third_{names[name]}"] = b2.TimedArray(third_factors[name], dt=dt)
             group = b2.NeuronGroup(pop.n, eqs, threshold=c["threshold"], reset=c["reset"], method="euler",
@@ -484,7 +488,7 @@ def to_brian2(
             fresh = models[name].initial_state((1, pop.n), torch.zeros((), dtype=torch.float64))
             for var in fresh:
                 value = start.get(f"neurons/{name}/{var}", fresh[var].numpy())[0]
-                if var != "theta" or models[name].theta_plus > 0 or held_theta:
+                if var != "theta" or theta:
                     setattr(group, _MONITORED[var], value)
             for proj in network.incoming(name):  # the input the engine has buffered for the next step
                 if f"buffers/{proj.name}" in start:
@@ -511,9 +515,8 @@ def to_brian2(
         post_idx, pre_idx = np.nonzero(proj.mask) if proj.mask is not None else np.nonzero(np.ones_like(w, dtype=bool))
         syn.connect(i=pre_idx, j=post_idx)
         syn.w = start[f"synapses/{name}/w"][0][post_idx, pre_idx] if start else w[post_idx, pre_idx]
-        for var, b2_name in (("t", "tag"), ("d", "tag2")):  # a rule that does not learn now keeps its tags
-            if rule is None and f"synapses/{name}/{var}" in start and b2_name in syn.variables:
-                setattr(syn, b2_name, start[f"synapses/{name}/{var}"][0][post_idx, pre_idx])
+        for var in _tags(proj.rule) if start else ():  # learning now or not, the tags where the run stopped
+            setattr(syn, SYNAPTIC_NAMES[var], start[f"synapses/{name}/{var}"][0][post_idx, pre_idx])
         code[name] = "\n".join([model, f"on_pre: {on_pre}", f"on_post: {on_post}"])
         if rule is not None:
             _set_rule_state(syn, rule, start, name, post_idx, pre_idx)
@@ -552,12 +555,14 @@ def _brian2_names(network: Network) -> Dict[str, str]:
     return out
 
 
+def _tags(rule: Optional[LearningRule]) -> List[str]:
+    """The tags (``t``, ``d``) a projection with ``rule`` holds: those the rule reads or learns."""
+    return [] if rule is None else [v for v in ("t", "d") if rule.uses(v) or f"d{v}" in rule.targets()]
+
+
 def _kept_tags(rule: Optional[LearningRule]) -> str:
-    """Equations of a projection that does not learn now: its weight, and the tags its rule has."""
-    lines = ["w : 1"]
-    if rule is not None:
-        lines += [f"{SYNAPTIC_NAMES[v]} : 1" for v in ("t", "d") if rule.uses(v) or f"d{v}" in rule.targets()]
-    return "\n".join(lines)
+    """Equations of a projection's weight and the tags its rule has (learning now or not)."""
+    return "\n".join(["w : 1"] + [f"{SYNAPTIC_NAMES[v]} : 1" for v in _tags(rule)])
 
 
 _VANISH = None
@@ -599,12 +604,9 @@ def _tie_copy(source, tied, tie, shape: Tuple[int, int]):
 
 def _set_rule_state(syn, rule: LearningRule, start: Mapping[str, np.ndarray], name: str,
                     post_idx: np.ndarray, pre_idx: np.ndarray) -> None:
-    """Tags and traces where the engine's run stopped (each synapse's copy of its neurons' traces)."""
+    """Traces where the engine's run stopped (each synapse's copy of its neurons' traces)."""
     if not start:
         return
-    for var, b2_name in (("t", "tag"), ("d", "tag2")):
-        if f"synapses/{name}/{var}" in start and hasattr(syn, b2_name):
-            setattr(syn, b2_name, start[f"synapses/{name}/{var}"][0][post_idx, pre_idx])
     if rule.t_epoch > 1:  # last spike steps within an epoch the engine stopped in
         syn.tx = start[f"plasticity/{name}/tx"][0][pre_idx]
         syn.ty = start[f"plasticity/{name}/ty"][0][post_idx]
@@ -649,7 +651,8 @@ def run_brian2(
         raise Brian2ExportError(f"target must be Brian2's runtime code generation target 'numpy' or 'cython', "
                                 f"got {target!r} (a NetworkOperation, which tied learning needs, runs on the runtime device only)")
     monitors = list(dict.fromkeys(monitors))
-    models, rules, start = _start(network, initial, replica)
+    _check_initial(network, initial)
+    models, _ = continued(network, initial)
     for m in monitors:
         obj, _, var = m.partition(".")
         is_pop = obj in network.populations and not isinstance(network.populations.get(obj), InputPopulation)
@@ -660,13 +663,13 @@ def run_brian2(
                                     "pop.theta, proj.w, proj.t and proj.d")
         if var == "i" and isinstance(models[obj], IAF):
             raise Brian2ExportError(f"monitor {m!r}: an IAF neuron has no current")
-        if var == "theta" and (isinstance(models[obj], IAF) or (
-                models[obj].theta_plus == 0 and not np.any(start.get(f"neurons/{obj}/theta", 0.0) != 0))):
-            raise Brian2ExportError(f"monitor {m!r}: the neurons of {obj!r} have no adaptive threshold "
-                                    "(theta_plus = 0)")
+        if var == "theta":
+            held = None if initial is None else initial.state[obj].get("theta")
+            if not _has_theta(models[obj], None if held is None else held.detach().cpu().numpy()):
+                raise Brian2ExportError(f"monitor {m!r}: the neurons of {obj!r} have no adaptive threshold "
+                                        "(theta_plus = 0)")
         if var in ("t", "d"):
-            rule = network.projections[obj].rule  # a rule that does not learn now still holds its tags
-            if rule is None or not (rule.uses(var) or f"d{var}" in rule.targets()):
+            if var not in _tags(network.projections[obj].rule):  # a rule that does not learn now still holds them
                 raise Brian2ExportError(f"monitor {m!r}: {obj!r} has no {var!r} (its rule neither reads nor learns it)")
     old_target, old_dtype = b2.prefs.codegen.target, b2.prefs.core.default_float_dtype
     b2.prefs.codegen.target, b2.prefs.core.default_float_dtype = target, np.float64

@@ -45,7 +45,7 @@ from neuro import (
 )
 
 b2 = pytest.importorskip("brian2")
-from export.brian2 import Brian2ExportError, learning_code, run_brian2, to_brian2  # noqa: E402
+from export.brian2 import Brian2ExportError, rule_code, run_brian2, to_brian2  # noqa: E402
 
 # brian2 2.9 calls pyparsing's camelCase API, which pyparsing 3.3 deprecates (noise, not ours).
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*:DeprecationWarning")
@@ -174,7 +174,7 @@ def test_every_rule_operation_tags_delays_and_u_periods_match_the_engine():
     assert np.abs(ours["inp_to_lif.t"][-1]).max() > 0.01
     assert np.abs(ours["inp_to_lif.d"][-1]).max() > 0.01
     # u every second step: the tag's decay term alone makes odd and even steps differ
-    assert "(t_in_timesteps + 1) % 2 == 0" in learning_code(rich_rule(), DT)
+    assert "(t_in_timesteps + 1) % 2 == 0" in rule_code(rich_rule(), DT).learn
 
 
 @pytest.mark.parametrize("t_epoch", [2, 5])
